@@ -1,0 +1,1 @@
+"""The PostgreSQL frontend/backend protocol, version 3.0, as a sans-IO codec."""

@@ -1,0 +1,143 @@
+"""Typed-message framing: a type byte, an int32 length that counts itself, then the body.
+
+`MessageReader` reassembles whole messages from stream chunks for the low-volume phases
+(startup, authentication, tests). The relay hot path does not use it: it walks message
+boundaries in place and forwards byte ranges, see `bastion.session.relay`.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from bastion.wire.postgres.errors import WireFormatError
+
+HEADER = struct.Struct("!cI")
+LENGTH = struct.Struct("!I")
+
+
+def frame(type_byte: int, body: bytes = b"") -> bytes:
+    """Encode one typed message."""
+    return bytes((type_byte,)) + LENGTH.pack(len(body) + 4) + body
+
+
+class MessageReader:
+    """Collects stream bytes and hands out complete `(type, body)` messages in order."""
+
+    __slots__ = ("_buffer", "_max_length")
+
+    def __init__(self, max_length: int) -> None:
+        self._buffer = bytearray()
+        self._max_length = max_length
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def take_remaining(self) -> bytes:
+        """Return (and forget) bytes received beyond the last message handed out."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def next_message(self) -> tuple[int, bytes] | None:
+        """The next complete message, or None when more bytes are needed."""
+        buf = self._buffer
+        if len(buf) < 5:
+            return None
+        (length,) = LENGTH.unpack_from(buf, 1)
+        if length < 4:
+            raise WireFormatError(f"invalid message length {length}")
+        if length > self._max_length:
+            raise WireFormatError(
+                f"message of {length} bytes exceeds the {self._max_length}-byte limit"
+            )
+        end = 1 + length
+        if len(buf) < end:
+            return None
+        type_byte = buf[0]
+        body = bytes(buf[5:end])
+        del buf[:end]
+        return type_byte, body
+
+
+class BodyReader:
+    """Cursor over a message body with bounds-checked reads of protocol primitives."""
+
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self._data = bytes(data)
+        self._pos = 0
+
+    def int16(self) -> int:
+        return self._unpack(">h", 2)
+
+    def uint16(self) -> int:
+        return self._unpack(">H", 2)
+
+    def int32(self) -> int:
+        return self._unpack(">i", 4)
+
+    def uint32(self) -> int:
+        return self._unpack(">I", 4)
+
+    def byte(self) -> int:
+        self._need(1)
+        value = self._data[self._pos]
+        self._pos += 1
+        return value
+
+    def raw(self, n: int) -> bytes:
+        if n < 0:
+            raise WireFormatError("negative length in message")
+        self._need(n)
+        value = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return value
+
+    def cstring(self) -> str:
+        end = self._data.find(b"\x00", self._pos)
+        if end < 0:
+            raise WireFormatError("string is not NUL-terminated")
+        raw = self._data[self._pos : end]
+        self._pos = end + 1
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            raise WireFormatError("string is not valid UTF-8") from None
+
+    def rest(self) -> bytes:
+        value = self._data[self._pos :]
+        self._pos = len(self._data)
+        return value
+
+    def at_end(self) -> bool:
+        return self._pos == len(self._data)
+
+    def expect_end(self, what: str) -> None:
+        if self._pos != len(self._data):
+            raise WireFormatError(f"trailing bytes in {what}")
+
+    def _need(self, n: int) -> None:
+        if self._pos + n > len(self._data):
+            raise WireFormatError("message body is truncated")
+
+    def _unpack(self, fmt: str, size: int) -> int:
+        self._need(size)
+        (value,) = struct.unpack_from(fmt, self._data, self._pos)
+        self._pos += size
+        result: int = value
+        return result
+
+
+def cstr(value: str) -> bytes:
+    """Encode a protocol string; refuses embedded NULs, which would shift every later field."""
+    try:
+        encoded = value.encode()
+    except UnicodeEncodeError:
+        raise WireFormatError("protocol strings must be valid Unicode text") from None
+    if b"\x00" in encoded:
+        raise WireFormatError("protocol strings cannot contain NUL bytes")
+    return encoded + b"\x00"
