@@ -1,0 +1,470 @@
+"""The typed shape of Bastion's configuration file: every section, key, default and rule.
+
+This module owns the configuration model and every check that needs only the values themselves
+(ranges, mutually exclusive keys, unique names, TLS files that must exist). It does not read
+YAML or resolve secrets: `loader` turns a file into this model and `secrets` reads the secrets
+that `SecretRef` fields point to. Field descriptions are user documentation: `docs` renders them
+into docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from bastion.config import secrets
+from bastion.config.secrets import SecretRef
+from bastion.identity.records import OidcIssuer, UserRecord
+
+TARGET_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"
+TARGET_NAME_RE = re.compile(TARGET_NAME_PATTERN)
+DEFAULT_CREDENTIAL = "default"
+KIB = 1024
+MIB = 1024 * KIB
+
+# Shared by every model here. Hiding inputs keeps a mistyped password out of pydantic's own
+# error text if a caller validates a mapping directly instead of going through the loader.
+MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """Where a configuration came from; passed to validation as the pydantic context."""
+
+    source: str
+    base_dir: Path | None
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    """Make a relative path relative to the configuration file's directory."""
+    context = info.context
+    if path.is_absolute() or not isinstance(context, SourceContext):
+        return path
+    if context.base_dir is None:
+        return path
+    return context.base_dir / path
+
+
+def _existing_file(path: Path) -> Path:
+    if not path.exists():
+        raise ValueError(f"file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"not a regular file: {path}")
+    return path
+
+
+def _reject_duplicates(section: str, values: list[str], what: str) -> None:
+    """Raise naming both indexes when two items of `section` share a name or address."""
+    first_index: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if value in first_index:
+            raise ValueError(
+                f"{section}[{first_index[value]}] and {section}[{index}] have the same {what} "
+                f"{value!r}; each must be unique"
+            )
+        first_index[value] = index
+
+
+class TlsFiles(BaseModel):
+    """Your own certificate and private key, presented to clients by a listener."""
+
+    model_config = MODEL_CONFIG
+
+    cert: Path = Field(
+        description="PEM file with the server certificate, followed by any intermediates. "
+        "Must exist when the configuration is loaded."
+    )
+    key: Path = Field(
+        description="PEM file with the certificate's private key. Must exist when the "
+        "configuration is loaded."
+    )
+
+    @field_validator("cert", "key")
+    @classmethod
+    def _resolve_existing(cls, value: Path, info: ValidationInfo) -> Path:
+        return _existing_file(_resolve(value, info))
+
+
+TlsMode = Literal["off", "auto"]
+
+
+def _tls_variant(value: Any) -> str:
+    return "files" if isinstance(value, dict | TlsFiles) else "mode"
+
+
+# A tagged union, so an error in a cert/key mapping is reported against that mapping instead of
+# also complaining that it is not the string "off" or "auto".
+TlsSetting = Annotated[
+    Annotated[TlsMode, Tag("mode")] | Annotated[TlsFiles, Tag("files")],
+    Discriminator(_tls_variant),
+]
+
+
+class PostgresListener(BaseModel):
+    """A TCP address where Bastion accepts PostgreSQL clients."""
+
+    model_config = MODEL_CONFIG
+
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address to listen on. Use 0.0.0.0 (or ::) to accept clients from other "
+        "machines.",
+    )
+    port: int = Field(default=6432, ge=1, le=65535, description="TCP port to listen on.")
+    tls: TlsSetting = Field(
+        default="auto",
+        description="TLS towards clients. `off`: none. `auto`: a self-signed certificate and "
+        "key generated in the data dir on first start; traffic is encrypted but clients cannot "
+        "verify Bastion. Or a mapping with `cert` and `key` to present your own certificate.",
+    )
+    require_tls: bool = Field(
+        default=False,
+        description="Refuse clients that do not use TLS, except over loopback (127.0.0.1, ::1).",
+    )
+
+    @model_validator(mode="after")
+    def _tls_to_require(self) -> PostgresListener:
+        if self.require_tls and self.tls == "off":
+            raise ValueError("require_tls: true needs tls set to auto or to cert and key files")
+        return self
+
+
+class Listeners(BaseModel):
+    """Where Bastion accepts client connections, by wire protocol."""
+
+    model_config = MODEL_CONFIG
+
+    postgres: list[PostgresListener] = Field(
+        default_factory=lambda: [PostgresListener()],
+        description="PostgreSQL listeners. The default is one listener on 127.0.0.1:6432 with "
+        "tls: auto.",
+    )
+
+    @field_validator("postgres")
+    @classmethod
+    def _distinct_addresses(cls, value: list[PostgresListener]) -> list[PostgresListener]:
+        _reject_duplicates("postgres", [f"{x.host}:{x.port}" for x in value], "address")
+        return value
+
+
+class UpstreamTlsMode(StrEnum):
+    """How Bastion uses TLS towards an upstream database; the same values as libpq's sslmode."""
+
+    DISABLE = "disable"
+    PREFER = "prefer"
+    REQUIRE = "require"
+    VERIFY_CA = "verify-ca"
+    VERIFY_FULL = "verify-full"
+
+
+class UpstreamCredential(BaseModel):
+    """A role Bastion logs in as on an upstream database."""
+
+    model_config = MODEL_CONFIG
+
+    user: str = Field(min_length=1, description="Role name on the upstream database.")
+    password: SecretRef | None = Field(
+        default=None,
+        description="Reference to the role's password: env:NAME or file:PATH, never the "
+        "password itself. Leave unset when the upstream lets Bastion in without one (trust or "
+        "peer authentication).",
+    )
+
+
+class Target(BaseModel):
+    """An upstream database that clients reach by putting its name in `dbname`."""
+
+    model_config = MODEL_CONFIG
+
+    name: str = Field(
+        description="Name clients put in `dbname` to reach this target: 1 to 63 letters, "
+        "digits, `_`, `.` and `-`, starting with a letter, digit or `_`.",
+        json_schema_extra={"pattern": TARGET_NAME_PATTERN},
+    )
+    host: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Host name or IP address of the upstream server. Set exactly one of host "
+        "and unix_socket.",
+    )
+    port: int = Field(
+        default=5432,
+        ge=1,
+        le=65535,
+        description="Upstream port. With unix_socket it selects the socket file "
+        "(.s.PGSQL.<port>), as in PostgreSQL.",
+    )
+    unix_socket: Path | None = Field(
+        default=None,
+        description="Directory holding the upstream's Unix socket, such as /var/run/postgresql. "
+        "Set exactly one of host and unix_socket.",
+    )
+    database: str = Field(min_length=1, description="Name of the database on the upstream.")
+    credentials: dict[str, UpstreamCredential] = Field(
+        description="Upstream roles Bastion may log in as, by name. A `default` entry is "
+        "required; policies can choose other entries, such as readonly, readwrite or admin."
+    )
+    tls: UpstreamTlsMode = Field(
+        default=UpstreamTlsMode.PREFER,
+        description="TLS towards the upstream, as libpq's sslmode: disable, prefer, require, "
+        "verify-ca (check the certificate against tls_ca) or verify-full (also check that it "
+        "names host).",
+    )
+    tls_ca: Path | None = Field(
+        default=None,
+        description="PEM bundle of the CA certificates trusted for verify-ca and verify-full. "
+        "When unset, the system trust store is used. Must exist when the configuration is "
+        "loaded.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Free-form labels that policies can match, such as environment: production.",
+    )
+    connect_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="Seconds to wait for a connection to the upstream before giving up.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not TARGET_NAME_RE.match(value):
+            raise ValueError(
+                "target names are 1 to 63 letters, digits, _ . and -, starting with a letter, "
+                "digit or _"
+            )
+        return value
+
+    @field_validator("unix_socket")
+    @classmethod
+    def _resolve_socket_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # The socket may not exist yet when Bastion starts before the database, so it is only
+        # resolved here, not checked.
+        return None if value is None else _resolve(value, info)
+
+    @field_validator("tls_ca")
+    @classmethod
+    def _resolve_ca(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _existing_file(_resolve(value, info))
+
+    @field_validator("credentials")
+    @classmethod
+    def _has_default(cls, value: dict[str, UpstreamCredential]) -> dict[str, UpstreamCredential]:
+        if DEFAULT_CREDENTIAL not in value:
+            raise ValueError(
+                f"a {DEFAULT_CREDENTIAL!r} credential is required; it is used whenever a "
+                "policy does not choose another one"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_address(self) -> Target:
+        if (self.host is None) == (self.unix_socket is None):
+            raise ValueError("set exactly one of host and unix_socket")
+        return self
+
+
+class Identities(BaseModel):
+    """Who may connect: password users and OpenID Connect issuers."""
+
+    model_config = MODEL_CONFIG
+
+    users_file: Path = Field(
+        default=Path("users.yaml"),
+        description="File of password users maintained by `bastion users add`. A relative path "
+        "is taken from the data dir, not from the configuration file's directory.",
+    )
+    users: list[UserRecord] = Field(
+        default_factory=list,
+        description="Password users defined in the configuration itself, in addition to those "
+        "in users_file.",
+    )
+    oidc: list[OidcIssuer] = Field(
+        default_factory=list,
+        description="OpenID Connect issuers whose signed tokens clients may send as their "
+        "password.",
+    )
+
+    @field_validator("users")
+    @classmethod
+    def _distinct_users(cls, value: list[UserRecord]) -> list[UserRecord]:
+        _reject_duplicates("users", [user.name for user in value], "name")
+        return value
+
+    @field_validator("oidc")
+    @classmethod
+    def _distinct_issuers(cls, value: list[OidcIssuer], info: ValidationInfo) -> list[OidcIssuer]:
+        _reject_duplicates("oidc", [issuer.name for issuer in value], "name")
+        # OidcIssuer is shared with the identity code, so its jwks_file is resolved here.
+        return [
+            issuer
+            if issuer.jwks_file is None
+            else issuer.model_copy(update={"jwks_file": _resolve(issuer.jwks_file, info)})
+            for issuer in value
+        ]
+
+    def users_file_path(self, data_dir: Path) -> Path:
+        """The users file's location, given the data dir in use."""
+        return data_dir / self.users_file
+
+
+class Limits(BaseModel):
+    """Resource limits that protect Bastion from misbehaving or hostile clients."""
+
+    model_config = MODEL_CONFIG
+
+    startup_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="Seconds a client has to finish TLS negotiation and authentication.",
+    )
+    max_startup_packet_bytes: int = Field(
+        default=10000,
+        gt=0,
+        description="Largest startup packet accepted, in bytes (PostgreSQL's own limit is 10000).",
+    )
+    max_message_bytes: int = Field(
+        default=64 * MIB,
+        gt=0,
+        description="Largest message a client may send, in bytes (default 64 MiB). A bigger "
+        "message is a protocol violation and closes the connection.",
+    )
+    auth_failures_per_minute: int = Field(
+        default=10,
+        gt=0,
+        description="Failed authentications allowed per minute, for one client address and "
+        "for one user name, before further attempts are refused.",
+    )
+    max_client_connections: int = Field(
+        default=10000,
+        gt=0,
+        description="Client connections open at once, across all listeners; more are refused.",
+    )
+    write_buffer_high_water_bytes: int = Field(
+        default=256 * KIB,
+        gt=0,
+        description="Bytes queued for a slow peer before Bastion stops reading from the other "
+        "side until it catches up (default 256 KiB).",
+    )
+
+
+class Logging(BaseModel):
+    """What Bastion writes to its log, and how."""
+
+    model_config = MODEL_CONFIG
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Least severe level written: debug, info, warning or error."
+    )
+    format: Literal["json", "text"] = Field(
+        default="json",
+        description="json: one JSON object per line, for log collectors. text: for people "
+        "reading a terminal.",
+    )
+
+
+class SecretLocation(NamedTuple):
+    """A secret reference and where it appears in the configuration."""
+
+    path: str
+    ref: str
+
+
+class BastionConfig(BaseModel):
+    """Bastion's whole configuration, as read from one YAML file."""
+
+    model_config = MODEL_CONFIG
+
+    data_dir: Path | None = Field(
+        default=None,
+        description="Directory for Bastion's state, such as the users file and the certificate "
+        "generated for tls: auto. A relative path is taken from the configuration file's "
+        "directory. The --data-dir option and $BASTION_DATA_DIR override it; when all are unset, "
+        "./bastion-data in the working directory is used.",
+    )
+    listeners: Listeners = Field(
+        default_factory=Listeners, description="Where Bastion accepts client connections."
+    )
+    targets: list[Target] = Field(
+        default_factory=list, description="Upstream databases clients can reach, by name."
+    )
+    identities: Identities = Field(
+        default_factory=Identities, description="Who may connect, and how they prove it."
+    )
+    limits: Limits = Field(default_factory=Limits, description="Resource limits.")
+    logging: Logging = Field(default_factory=Logging, description="Log level and format.")
+
+    _source: str = PrivateAttr(default="<memory>")
+    _source_dir: Path | None = PrivateAttr(default=None)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _resolve_data_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve(value, info)
+
+    @field_validator("targets")
+    @classmethod
+    def _distinct_targets(cls, value: list[Target]) -> list[Target]:
+        _reject_duplicates("targets", [target.name for target in value], "name")
+        return value
+
+    @model_validator(mode="after")
+    def _remember_source(self, info: ValidationInfo) -> BastionConfig:
+        if isinstance(info.context, SourceContext):
+            self._source = info.context.source
+            self._source_dir = info.context.base_dir
+        return self
+
+    @property
+    def source(self) -> str:
+        """The file (or other origin) this configuration was read from, for messages."""
+        return self._source
+
+    @property
+    def source_dir(self) -> Path | None:
+        """The directory relative paths and `file:` secrets are taken from."""
+        return self._source_dir
+
+    def target_named(self, name: str) -> Target | None:
+        """The target clients reach with `dbname` = name, if any."""
+        for target in self.targets:
+            if target.name == name:
+                return target
+        return None
+
+    def secret_references(self) -> list[SecretLocation]:
+        """Every secret reference in the configuration, with its dotted path."""
+        found: list[SecretLocation] = []
+        for index, target in enumerate(self.targets):
+            for cred_name, credential in target.credentials.items():
+                if credential.password is not None:
+                    path = f"targets[{index}].credentials.{cred_name}.password"
+                    found.append(SecretLocation(path, credential.password))
+        return found
+
+    def resolve_secret(self, ref: str) -> str:
+        """Read the secret `ref` points to, taking `file:` paths from the source directory."""
+        return secrets.resolve_secret(ref, self._source_dir)
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the configuration file, for editors and validators."""
+    schema = BastionConfig.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -1,0 +1,1 @@
+"""Who is connecting: users, groups, identity kinds, SCRAM verifiers and OIDC tokens."""
