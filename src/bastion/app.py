@@ -1,0 +1,187 @@
+"""Composition root: configuration -> data dir -> identities -> pipeline -> listeners.
+
+Only this module (and the CLI) wires parts together; everything it builds is handed down
+explicitly. `run` is the blocking entry point `bastion serve` and `bastion demo` use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bastion.audit.log_sink import JsonLogSink
+from bastion.config.model import BastionConfig, PostgresListener, Target, TlsFiles
+from bastion.datadir import DataDir
+from bastion.identity.directory import IdentityDirectory
+from bastion.identity.ratelimit import AuthRateLimiter
+from bastion.identity.users_file import UsersFile
+from bastion.pipeline.stages import AllowAllDecider, PglastAnalyzer
+from bastion.session.client import ClientProtocol
+from bastion.session.gateway import Gateway, ListenerSettings, SessionLimits
+from bastion.session.tls import (
+    CertificateFiles,
+    ensure_auto_certificate,
+    server_context,
+    upstream_context,
+)
+from bastion.targets.runtime import CredentialRef, TargetRuntime
+
+log = logging.getLogger("bastion")
+
+FAKE_SCRAM_KEY = "fake-scram"
+
+
+def build_targets(config: BastionConfig) -> dict[str, TargetRuntime]:
+    return {target.name: _target_runtime(config, target) for target in config.targets}
+
+
+def _target_runtime(config: BastionConfig, target: Target) -> TargetRuntime:
+    mode = target.tls.value
+    return TargetRuntime(
+        name=target.name,
+        database=target.database,
+        host=target.host,
+        port=target.port,
+        unix_socket=target.unix_socket,
+        tls_mode=mode,
+        ssl_context=upstream_context(mode, target.tls_ca),
+        labels=dict(target.labels),
+        connect_timeout=target.connect_timeout_seconds,
+        credentials={
+            name: CredentialRef(user=cred.user, password_ref=cred.password)
+            for name, cred in target.credentials.items()
+        },
+        resolve_secret=config.resolve_secret,
+    )
+
+
+def build_gateway(config: BastionConfig, data_dir: DataDir) -> Gateway:
+    identities = config.identities
+    users_file = UsersFile(_under(data_dir.path, identities.users_file))
+    directory = IdentityDirectory.from_sources(
+        identities.users, users_file, identities.oidc, data_dir.secret(FAKE_SCRAM_KEY)
+    )
+    limits = config.limits
+    return Gateway(
+        targets=build_targets(config),
+        directory=directory,
+        rate_limiter=AuthRateLimiter(max_failures=limits.auth_failures_per_minute),
+        analyzer=PglastAnalyzer(),
+        decider=AllowAllDecider(),
+        audit=JsonLogSink(),
+        limits=SessionLimits(
+            startup_timeout=limits.startup_timeout_seconds,
+            max_startup_packet=limits.max_startup_packet_bytes,
+            max_message=limits.max_message_bytes,
+            max_client_connections=limits.max_client_connections,
+            write_buffer_high_water=limits.write_buffer_high_water_bytes,
+        ),
+    )
+
+
+def _under(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else base / path
+
+
+def listener_settings(config: BastionConfig, data_dir: DataDir) -> list[ListenerSettings]:
+    return [_listener(spec, data_dir) for spec in config.listeners.postgres]
+
+
+def _listener(spec: PostgresListener, data_dir: DataDir) -> ListenerSettings:
+    context = None
+    if isinstance(spec.tls, TlsFiles):
+        context = server_context(CertificateFiles(cert=spec.tls.cert, key=spec.tls.key))
+    elif spec.tls == "auto":
+        context = server_context(ensure_auto_certificate(data_dir.tls_dir))
+    return ListenerSettings(
+        host=spec.host, port=spec.port, tls_context=context, require_tls=spec.require_tls
+    )
+
+
+@dataclass
+class RunningBastion:
+    """Listeners that are accepting connections."""
+
+    gateway: Gateway
+    servers: list[asyncio.Server] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        found: list[tuple[str, int]] = []
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                found.append((str(host), int(port)))
+        return found
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), timeout=5)
+
+
+async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
+    gateway = build_gateway(config, data_dir)
+    running = RunningBastion(gateway=gateway)
+    loop = asyncio.get_running_loop()
+    try:
+        for settings in listener_settings(config, data_dir):
+            server = await loop.create_server(
+                lambda s=settings: ClientProtocol(gateway, s),  # type: ignore[misc]
+                settings.host,
+                settings.port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            running.servers.append(server)
+    except BaseException:
+        await running.close()
+        raise
+    for host, port in running.addresses:
+        log.info(
+            "listening",
+            extra={"fields": {"protocol": "postgres", "host": host, "port": port}},
+        )
+    return running
+
+
+async def serve_until_stopped(
+    config: BastionConfig,
+    data_dir: DataDir,
+    on_started: Callable[[RunningBastion], Awaitable[None]] | None = None,
+) -> None:
+    """Run Bastion until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    running = await start(config, data_dir)
+    try:
+        if on_started is not None:
+            await on_started(running)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await running.close()
+
+
+def run_event_loop(main: Awaitable[None]) -> None:
+    """Run a coroutine on uvloop when it is available, else on the default loop."""
+    try:
+        import uvloop
+    except ImportError:  # uvloop does not exist on every platform
+        asyncio.run(main)  # type: ignore[arg-type]
+        return
+    if sys.version_info >= (3, 12):
+        uvloop.run(main)
+    else:
+        uvloop.install()
+        asyncio.run(main)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Audit sinks: where connection and statement events go."""

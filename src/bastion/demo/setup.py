@@ -1,0 +1,140 @@
+"""Everything `bastion demo` prepares before serving: a throwaway PostgreSQL with the sample
+shop, an upstream role whose password only Bastion knows, the demo identities, and the config.
+
+Kept apart from the CLI so tests can build the same demo and drive it with real clients.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from bastion.config.loader import config_from_mapping
+from bastion.config.model import BastionConfig
+from bastion.datadir import DataDir
+from bastion.demo.pgserver import ThrowawayPostgres
+from bastion.demo.sample import SAMPLE_TABLES, SampleSummary, load_sample
+from bastion.identity.records import IdentityKind, UserRecord
+from bastion.identity.scram import make_verifier
+from bastion.identity.users_file import UsersFile
+
+DEMO_TARGET = "demo"
+DEMO_DATABASE = "shop"
+UPSTREAM_ROLE = "bastion_app"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    name: str
+    password: str
+    groups: tuple[str, ...]
+    kind: IdentityKind
+
+
+DEMO_USERS = (
+    DemoUser("alice", "alice", ("analysts",), IdentityKind.HUMAN),
+    DemoUser("dana", "dana", ("dba",), IdentityKind.HUMAN),
+    DemoUser("reporting-agent", "agent", ("reporting",), IdentityKind.AGENT),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Demo:
+    config: BastionConfig
+    data_dir: DataDir
+    sample: SampleSummary
+    listen_host: str
+    listen_port: int
+
+
+def start_demo_server() -> ThrowawayPostgres:
+    """A throwaway server that demands SCRAM passwords over TCP, like a real one would."""
+    server = ThrowawayPostgres(auth="scram-sha-256", superuser_password=secrets.token_urlsafe(18))
+    return server.start()
+
+
+def prepare_demo(
+    server: ThrowawayPostgres, data_dir: DataDir, listen_host: str, listen_port: int
+) -> Demo:
+    sample = load_sample(server.admin_dsn(), DEMO_DATABASE)
+    password = secrets.token_urlsafe(24)
+    _create_upstream_role(server, password)
+    secret_file = data_dir.path / "demo-upstream.password"
+    _write_private(secret_file, password)
+    users = UsersFile(data_dir.users_file)
+    for user in DEMO_USERS:
+        record = UserRecord(
+            name=user.name, groups=user.groups, kind=user.kind, scram=make_verifier(user.password)
+        )
+        users.add(record, replace=True)
+    config = config_from_mapping(
+        {
+            "listeners": {"postgres": [{"host": listen_host, "port": listen_port, "tls": "auto"}]},
+            "targets": [
+                {
+                    "name": DEMO_TARGET,
+                    "host": server.host,
+                    "port": server.port,
+                    "database": DEMO_DATABASE,
+                    "credentials": {
+                        "default": {"user": UPSTREAM_ROLE, "password": f"file:{secret_file}"}
+                    },
+                    "tls": "disable",
+                    "labels": {"environment": "production"},
+                }
+            ],
+            "logging": {"level": "info", "format": "json"},
+        },
+        source="<demo>",
+    )
+    return Demo(config, data_dir, sample, listen_host, listen_port)
+
+
+def _create_upstream_role(server: ThrowawayPostgres, password: str) -> None:
+    server.create_role(UPSTREAM_ROLE, password)
+    with psycopg.connect(server.admin_dsn(DEMO_DATABASE), autocommit=True) as conn:
+        role = sql.Identifier(UPSTREAM_ROLE)
+        conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
+        for table in SAMPLE_TABLES:
+            conn.execute(sql.SQL("GRANT ALL ON TABLE {} TO {}").format(sql.Identifier(table), role))
+        conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+
+
+def connection_lines(demo: Demo) -> str:
+    host, port = demo.listen_host, demo.listen_port
+    ca = demo.data_dir.tls_dir / "ca.crt"
+    lines = [
+        "",
+        "Bastion demo is running. Connect as one of the demo identities:",
+        "",
+    ]
+    for user in DEMO_USERS:
+        lines.append(
+            f"  PGPASSWORD={user.password} psql "
+            f'"host={host} port={port} user={user.name} dbname={DEMO_TARGET}"'
+            f"   # {user.kind.value}, groups: {', '.join(user.groups)}"
+        )
+    lines += [
+        "",
+        "  With certificate checks:",
+        f'  PGPASSWORD=alice psql "host=localhost port={port} user=alice dbname={DEMO_TARGET} '
+        f'sslmode=verify-full sslrootcert={ca}"',
+        "",
+        "Try: SELECT full_name, email, card_number FROM customers LIMIT 5;",
+        f"The upstream database is {DEMO_DATABASE} on a throwaway server "
+        f"(port {demo.config.targets[0].port}); only Bastion knows its password.",
+        "Press Ctrl-C to stop; the throwaway server is removed.",
+        "",
+    ]
+    return "\n".join(lines)

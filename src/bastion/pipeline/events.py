@@ -1,0 +1,49 @@
+"""Audit events produced by the session machine and consumed by audit sinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """A connection attempt's outcome, or the end of a session."""
+
+    event: str  # "connect", "reject", "disconnect"
+    session_id: str
+    source_ip: str
+    source_port: int
+    user: str
+    target: str
+    outcome: str  # "ok" or the SQLSTATE of the refusal
+    reason: str = ""
+    auth_method: str = ""
+    identity_kind: str = ""
+    groups: tuple[str, ...] = ()
+    tls_version: str | None = None
+    application_name: str = ""
+    upstream_role: str = ""
+    duration_ms: float | None = None
+    statements: int | None = None
+    bytes_from_client: int | None = None
+    bytes_to_client: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatementEvent:
+    """One statement's outcome."""
+
+    session_id: str
+    user: str
+    target: str
+    protocol: str  # "simple", "extended" or "function"
+    kind: str
+    statement: str  # normalized: literals replaced by placeholders
+    fingerprint: str
+    decision: str
+    rule: str
+    outcome: str  # "ok", "error", "denied", "skipped"
+    sqlstate: str = ""
+    command_tag: str = ""
+    rows: int | None = None
+    duration_ms: float = 0.0

@@ -1,0 +1,77 @@
+"""The pluggable stages and their default implementations.
+
+Until policy, masking and audit have their own engines, the defaults are real but simple:
+the decider allows everything, the mask planner never masks, and the audit sink writes one
+structured JSON log line per connection and per statement (literals replaced, no secrets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from bastion.pipeline.context import ConnectionContext
+from bastion.pipeline.decision import ALLOW_DEFAULT, Decision
+from bastion.pipeline.events import ConnectionEvent, StatementEvent
+from bastion.sql.analyze import analyze
+from bastion.sql.statement import StatementInfo
+from bastion.wire.postgres.backend import Column
+
+
+class Analyzer(Protocol):
+    def analyze(self, sql: str) -> tuple[StatementInfo, ...]: ...
+
+
+class Decider(Protocol):
+    def decide(
+        self, context: ConnectionContext, statements: Sequence[StatementInfo]
+    ) -> Decision: ...
+
+
+class MaskPlan(Protocol):
+    """Per-result row rewriting, resolved once per RowDescription."""
+
+    def apply(self, row: memoryview) -> bytes: ...
+
+
+class MaskPlanner(Protocol):
+    def plan(
+        self,
+        context: ConnectionContext,
+        statement: StatementInfo | None,
+        columns: Sequence[Column],
+    ) -> MaskPlan | None:
+        """None means no column needs work: rows pass through as raw bytes."""
+        ...
+
+
+class AuditSink(Protocol):
+    def connection(self, event: ConnectionEvent) -> None: ...
+
+    def statement(self, event: StatementEvent) -> None: ...
+
+
+class PglastAnalyzer:
+    """Analysis with PostgreSQL's grammar, cached by SQL text."""
+
+    def analyze(self, sql: str) -> tuple[StatementInfo, ...]:
+        return analyze(sql)
+
+
+class AllowAllDecider:
+    """Allows every statement; replaced by the policy engine."""
+
+    def decide(self, context: ConnectionContext, statements: Sequence[StatementInfo]) -> Decision:
+        return ALLOW_DEFAULT
+
+
+class NoMasking:
+    """Never masks; replaced by the masking engine."""
+
+    def plan(
+        self,
+        context: ConnectionContext,
+        statement: StatementInfo | None,
+        columns: Sequence[Column],
+    ) -> MaskPlan | None:
+        return None

@@ -1,0 +1,94 @@
+"""FramedRelay: forwards one direction of a PostgreSQL stream, message by message, in place.
+
+This is the hot path. It walks message boundaries over the received chunk and forwards whole
+ranges of untouched bytes with one write; only messages whose type is not in `skip_types` are
+shown to the inspector, which may return replacement bytes (or b"" to drop the message).
+Messages of a skipped type that straddle chunk boundaries are streamed through as they arrive,
+so a huge DataRow or CopyData never has to be held in memory whole.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from bastion.errors import ProtocolViolation
+
+Inspector = Callable[[int, memoryview], bytes | None]
+Writer = Callable[[bytes], None]
+
+_LENGTH = struct.Struct(">I")
+
+
+class FramedRelay:
+    __slots__ = ("_inspect", "_max_length", "_partial", "_stream_left", "_write", "skip_types")
+
+    def __init__(
+        self,
+        write: Writer,
+        inspect: Inspector,
+        skip_types: frozenset[int],
+        max_length: int,
+    ) -> None:
+        self._write = write
+        self._inspect = inspect
+        self.skip_types = skip_types
+        self._max_length = max_length
+        self._partial = b""
+        self._stream_left = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._stream_left:
+            if len(data) <= self._stream_left:
+                self._stream_left -= len(data)
+                self._write(data)
+                return
+            self._write(data[: self._stream_left])
+            data = data[self._stream_left :]
+            self._stream_left = 0
+        if self._partial:
+            data = self._partial + data
+            self._partial = b""
+        write = self._write
+        skip = self.skip_types
+        unpack = _LENGTH.unpack_from
+        size = len(data)
+        pos = start = 0
+        view: memoryview | None = None
+        while size - pos >= 5:
+            type_byte = data[pos]
+            length = unpack(data, pos + 1)[0]
+            if length < 4:
+                raise ProtocolViolation(f"invalid message length {length}")
+            end = pos + 1 + length
+            if type_byte in skip:
+                if end > size:
+                    write(data[start:] if start else data)
+                    self._stream_left = end - size
+                    return
+                pos = end
+                continue
+            if length > self._max_length:
+                raise ProtocolViolation(
+                    f"message of {length} bytes exceeds the {self._max_length}-byte limit"
+                )
+            if end > size:
+                break
+            if view is None:
+                view = memoryview(data)
+            replacement = self._inspect(type_byte, view[pos + 5 : end])
+            if replacement is not None:
+                if pos > start:
+                    write(data[start:pos])
+                if replacement:
+                    write(replacement)
+                start = end
+            pos = end
+        if pos > start:
+            write(data if start == 0 and pos == size else data[start:pos])
+        if pos < size:
+            self._partial = data[pos:]
+
+    @property
+    def buffered(self) -> int:
+        return len(self._partial)

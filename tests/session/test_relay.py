@@ -1,0 +1,110 @@
+"""FramedRelay: bytes in, forwarded bytes and inspected messages out, for every chunking."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bastion.errors import ProtocolViolation
+from bastion.session.relay import FramedRelay
+from bastion.wire.postgres.framing import frame
+
+SKIP = frozenset({ord("D"), ord("d")})
+
+
+class Recorder:
+    def __init__(self, replace: dict[int, bytes] | None = None) -> None:
+        self.out = bytearray()
+        self.seen: list[tuple[int, bytes]] = []
+        self.replace = replace or {}
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def inspect(self, type_byte: int, body: memoryview) -> bytes | None:
+        self.seen.append((type_byte, bytes(body)))
+        return self.replace.get(type_byte)
+
+
+def _relay(recorder: Recorder, max_length: int = 1 << 20) -> FramedRelay:
+    return FramedRelay(recorder.write, recorder.inspect, SKIP, max_length)
+
+
+def _stream() -> bytes:
+    return b"".join(
+        [
+            frame(ord("T"), b"\x00\x01col"),
+            *(frame(ord("D"), b"row%d" % i) for i in range(5)),
+            frame(ord("D"), b"x" * 5000),
+            frame(ord("C"), b"SELECT 6\x00"),
+            frame(ord("Z"), b"I"),
+        ]
+    )
+
+
+def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    pieces, last = [], 0
+    for point in points:
+        pieces.append(data[last:point])
+        last = point
+    pieces.append(data[last:])
+    return [p for p in pieces if p]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=30))
+def test_any_chunking_forwards_the_same_bytes(cuts: list[int]) -> None:
+    data = _stream()
+    recorder = Recorder()
+    relay = _relay(recorder)
+    for chunk in _chunks(data, cuts):
+        relay.feed(chunk)
+    assert bytes(recorder.out) == data
+    assert [t for t, _ in recorder.seen] == [ord("T"), ord("C"), ord("Z")]
+    assert recorder.seen[1][1] == b"SELECT 6\x00"
+    assert relay.buffered == 0
+
+
+def test_one_byte_at_a_time() -> None:
+    data = _stream()
+    recorder = Recorder()
+    relay = _relay(recorder)
+    for i in range(len(data)):
+        relay.feed(data[i : i + 1])
+    assert bytes(recorder.out) == data
+    assert len(recorder.seen) == 3
+
+
+def test_skipped_messages_stream_without_buffering_whole() -> None:
+    big = frame(ord("D"), b"y" * 1_000_000)
+    recorder = Recorder()
+    relay = _relay(recorder, max_length=1000)  # far below the row: skipped types are not limited
+    relay.feed(big[:100])
+    assert len(recorder.out) == 100  # forwarded at once, not held back
+    relay.feed(big[100:600_000])
+    assert relay.buffered == 0
+    relay.feed(big[600_000:] + frame(ord("Z"), b"I"))
+    assert bytes(recorder.out) == big + frame(ord("Z"), b"I")
+
+
+def test_replacement_and_drop() -> None:
+    data = frame(ord("N"), b"notice") + frame(ord("C"), b"X\x00") + frame(ord("Z"), b"I")
+    recorder = Recorder(replace={ord("N"): b"", ord("C"): frame(ord("C"), b"Y\x00")})
+    _relay(recorder).feed(data)
+    assert bytes(recorder.out) == frame(ord("C"), b"Y\x00") + frame(ord("Z"), b"I")
+
+
+def test_length_below_four_is_a_violation() -> None:
+    relay = _relay(Recorder())
+    with pytest.raises(ProtocolViolation):
+        relay.feed(b"Q" + struct.pack("!I", 3) + b"xx")
+
+
+def test_oversized_inspected_message_is_refused_before_its_body_arrives() -> None:
+    relay = _relay(Recorder(), max_length=100)
+    with pytest.raises(ProtocolViolation, match="exceeds"):
+        relay.feed(b"Q" + struct.pack("!I", 10_000))
