@@ -1,4 +1,4 @@
-"""AuthRateLimiter: per-source and per-user sliding windows, reset on success, bounded memory."""
+"""AuthRateLimiter: per-source and per-user sliding windows, bounded memory."""
 
 from __future__ import annotations
 
@@ -66,14 +66,21 @@ def test_window_slides() -> None:
     assert len(limiter) == 0  # expired entries are dropped when seen
 
 
-def test_success_clears_both_counters() -> None:
+def test_success_clears_the_user_counter_only() -> None:
     limiter = AuthRateLimiter(2, clock=FakeClock())
-    limiter.failure("s", "u")
-    limiter.failure("s", "u")
-    assert blocked(limiter, "s", "u")
-    limiter.success("s", "u")
-    assert not blocked(limiter, "s", "u")
-    assert len(limiter) == 0
+    limiter.failure("s1", "u")
+    limiter.failure("s2", "u")
+    assert blocked(limiter, "s3", "u")
+    limiter.success("s3", "u")
+    assert not blocked(limiter, "s3", "u")
+
+
+def test_success_does_not_reset_a_spraying_source() -> None:
+    limiter = AuthRateLimiter(2, clock=FakeClock())
+    limiter.failure("s", "victim1")
+    limiter.failure("s", "victim2")
+    limiter.success("s", "own-account")
+    assert blocked(limiter, "s", "victim3")
 
 
 def test_memory_is_bounded_and_oldest_entries_go_first() -> None:

@@ -306,3 +306,41 @@ def test_pgbench_protocols(bastion: BastionProcess, mode: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "number of transactions actually processed: 400/400" in result.stdout
     assert "number of failed transactions: 0" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"options": "-c role=pg_read_all_data"},
+        {"options": "-csession_authorization=postgres"},
+        {"options": "--default-transaction-read-only=off"},
+    ],
+)
+def test_identity_changing_startup_settings_are_refused(
+    bastion: BastionProcess, params: dict[str, str]
+) -> None:
+    with pytest.raises(psycopg.OperationalError, match="is not allowed through Bastion"):
+        psycopg.connect(bastion.dsn(**params))
+
+
+def test_role_as_a_startup_parameter_is_refused(bastion: BastionProcess) -> None:
+    import socket
+
+    from bastion.wire.postgres import startup
+
+    with socket.create_connection(("127.0.0.1", bastion.port), timeout=5) as sock:
+        sock.sendall(
+            startup.encode_startup_message(
+                {"user": "alice", "database": "shop", "role": "postgres"}
+            )
+        )
+        reply = sock.recv(4096)
+    # Settings are checked after authentication, so an unauthenticated client learns nothing:
+    # the first reply is the SCRAM request.
+    assert reply[:1] == b"R"
+
+
+def test_ordinary_startup_settings_pass(bastion: BastionProcess) -> None:
+    with psycopg.connect(bastion.dsn(options="-c search_path=pg_catalog -c work_mem=8MB")) as conn:
+        assert conn.execute("SHOW work_mem").fetchone() == ("8MB",)
+        assert conn.execute("SHOW search_path").fetchone() == ("pg_catalog",)

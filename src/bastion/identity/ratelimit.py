@@ -65,8 +65,9 @@ class AuthRateLimiter:
             self._failures.popitem(last=False)
 
     def success(self, source: str, username: str) -> None:
-        """Forget the failures of this source and of this user."""
-        self._failures.pop((_SOURCE, source), None)
+        """Forget this user's failures. The source's failures stay until they age out: a
+        password sprayer holding one valid account must not be able to reset its address's
+        counter by logging in between guesses."""
         self._failures.pop((_USER, username), None)
 
     def _blocked(self, key: _Key, now: float) -> bool:

@@ -36,6 +36,7 @@ class UserRecord(BaseModel):
     groups: tuple[str, ...] = Field(default=(), description="Groups the user belongs to.")
     kind: IdentityKind = Field(default=IdentityKind.HUMAN, description="human, service or agent.")
     scram: str = Field(
+        repr=False,
         description="SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:"
         "<ServerKey>), as written by `bastion users add`. Never a plaintext password."
     )

@@ -38,7 +38,7 @@ _HASH = hashlib.sha256
 # gs2-header "n,," or "y,," (no authzid), then n=<ignored user name>,r=<nonce>...
 _CLIENT_FIRST_RE = re.compile(r"^(?P<gs2>[ny],,)n=(?P<user>[^,]*)(?P<rest>,r=.*)$", re.DOTALL)
 # scramp refuses empty attribute values, and libpq sends "n=" empty; scramp only ever sees
-# this placeholder, and the exchange is signed over the client's own bytes (see _start).
+# this placeholder, and the proof is checked over the client's own bytes (handle_client_first).
 _PLACEHOLDER_USER = "bastion"
 
 
@@ -255,7 +255,10 @@ class ScramServer:
             server_final: str = self._exchange.get_server_final()
         except ScramException as exc:
             self._stage = _Stage.FAILED
-            if exc.server_error is scramp_utils.ServerError.INVALID_PROOF:
+            # scramp marks a proof that does not match the verifier as "invalid-proof";
+            # anything else (nonce, channel binding, syntax) is a malformed message.
+            server_error = getattr(exc, "server_error", None)
+            if getattr(server_error, "value", None) == "invalid-proof":
                 reason = "wrong password" if self._known else "unknown user"
                 raise credentials_failed(self._username, reason) from None
             raise _malformed("malformed client-final-message") from None

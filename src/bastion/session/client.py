@@ -51,6 +51,19 @@ TOO_MANY_CONNECTIONS = "53300"
 _NOT_FORWARDED = frozenset({"user", "database", "options", "replication"})
 _MAX_AUTH_MESSAGE = 16 << 10
 _FALSE_WORDS = frozenset({"", "0", "false", "off", "no"})
+# Settings that would change who the upstream session acts as, what it may load or whether it
+# may write, if a client could pick them at startup, out of sight of statement analysis.
+FORBIDDEN_STARTUP_SETTINGS = frozenset(
+    {
+        "role",
+        "session_authorization",
+        "session_preload_libraries",
+        "local_preload_libraries",
+        "default_transaction_read_only",
+        "transaction_read_only",
+        "session_replication_role",
+    }
+)
 
 
 class ClientProtocol(PeerProtocol):
@@ -243,6 +256,7 @@ class ClientSession:
         forwarded = {
             k: v for k, v in params.items() if k not in _NOT_FORWARDED and not k.startswith("_pq_.")
         }
+        _refuse_forbidden_settings([*forwarded, *options.settings])
         if options.forwarded:
             forwarded["options"] = options.forwarded
         login = target.login()
@@ -471,6 +485,16 @@ class ClientSession:
                 bytes_to_client=upstream.protocol.bytes_in if ended and upstream else None,
             )
         )
+
+
+def _refuse_forbidden_settings(names: list[str]) -> None:
+    for name in names:
+        key = name.lower().replace("-", "_")
+        if key in FORBIDDEN_STARTUP_SETTINGS or key.startswith("bastion."):
+            raise AuthorizationRejected(
+                f"the startup setting {key} is not allowed through Bastion",
+                hint="remove it from the connection options; Bastion chooses the upstream role",
+            )
 
 
 def _peer_address(peer: object) -> tuple[str, int]:

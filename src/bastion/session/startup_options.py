@@ -18,6 +18,8 @@ BASTION_PREFIX = "bastion."
 class StartupOptions:
     bastion: dict[str, str] = field(default_factory=dict)
     forwarded: str = ""
+    # The settings the forwarded switches make, by lower-case name with `-` as `_`.
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 def split_options(options: str) -> list[str]:
@@ -51,6 +53,7 @@ def parse_options(options: str) -> StartupOptions:
     """Separate `bastion.*` settings from the switches forwarded to the server."""
     words = split_options(options)
     ours: dict[str, str] = {}
+    settings: dict[str, str] = {}
     kept: list[str] = []
     i = 0
     while i < len(words):
@@ -68,10 +71,13 @@ def parse_options(options: str) -> StartupOptions:
             i += 1
             continue
         name, sep, value = setting.partition("=")
-        if name.lower().replace("-", "_").startswith(BASTION_PREFIX):
+        key = name.lower().replace("-", "_")
+        if key.startswith(BASTION_PREFIX):
             if not sep:
                 raise ProtocolViolation(f"startup option {name} needs a value")
-            ours[name.lower().replace("-", "_")] = value
+            ours[key] = value
         else:
+            settings[key] = value
             kept.extend(pair)
-    return StartupOptions(bastion=ours, forwarded=" ".join(_escape(w) for w in kept))
+    forwarded = " ".join(_escape(w) for w in kept)
+    return StartupOptions(bastion=ours, forwarded=forwarded, settings=settings)
