@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bastion.admin.api import build_admin_app
+from bastion.admin.server import AdminServer
 from bastion.audit.log_sink import JsonLogSink
 from bastion.config.model import BastionConfig, PostgresListener, Target, TlsFiles
 from bastion.datadir import DataDir
@@ -110,6 +112,11 @@ class RunningBastion:
 
     gateway: Gateway
     servers: list[asyncio.Server] = field(default_factory=list)
+    admin: AdminServer | None = None
+
+    @property
+    def accepting(self) -> bool:
+        return bool(self.servers) and all(server.is_serving() for server in self.servers)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -121,6 +128,8 @@ class RunningBastion:
         return found
 
     async def close(self) -> None:
+        if self.admin is not None:
+            await self.admin.stop()
         for server in self.servers:
             server.close()
         for server in self.servers:
@@ -142,6 +151,10 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
                 backlog=1024,
             )
             running.servers.append(server)
+        admin = config.listeners.admin
+        if admin is not None:
+            running.admin = AdminServer(build_admin_app(running), admin.host, admin.port)
+            await running.admin.start()
     except BaseException:
         await running.close()
         raise

@@ -54,6 +54,7 @@ class BastionProcess:
     extra: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    admin_port: int | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -77,8 +78,12 @@ class BastionProcess:
         self.data_dir.mkdir(exist_ok=True, mode=0o700)
         self.port = self.port or free_port()
         listener = {"host": "127.0.0.1", "port": self.port, "tls": "auto", **self.listener}
+        listeners: dict[str, Any] = {"postgres": [listener]}
+        if self.admin_port is not None:
+            self.admin_port = self.admin_port or free_port()
+            listeners["admin"] = {"host": "127.0.0.1", "port": self.admin_port}
         config = {
-            "listeners": {"postgres": [listener]},
+            "listeners": listeners,
             "targets": self.targets,
             **self.extra,
         }

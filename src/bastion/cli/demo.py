@@ -25,6 +25,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--listen", default="127.0.0.1:6432", help="HOST:PORT for clients (default 127.0.0.1:6432)"
     )
+    parser.add_argument(
+        "--admin",
+        default="127.0.0.1:8642",
+        help="HOST:PORT for the admin HTTP API, or 'off' (default 127.0.0.1:8642)",
+    )
     add_data_dir_option(parser)
     parser.set_defaults(func=run)
 
@@ -32,7 +37,7 @@ def register(subparsers: Any) -> None:
 def _parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--listen must be HOST:PORT, got {value!r}")
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
     return host or "127.0.0.1", int(port)
 
 
@@ -45,6 +50,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         host, port = _parse_listen(args.listen)
+        admin = None if args.admin == "off" else _parse_listen(args.admin)
     except ValueError as exc:
         print(f"bastion demo: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bastion demo: {exc.message}", file=sys.stderr)
         return EXIT_FAILURE
     try:
-        demo = prepare_demo(server, data_dir, host, port)
+        demo = prepare_demo(server, data_dir, host, port, admin)
 
         async def announce(running: RunningBastion) -> None:
             print(connection_lines(demo), file=sys.stderr, flush=True)

@@ -129,9 +129,10 @@ class PostgresListener(BaseModel):
     port: int = Field(default=6432, ge=1, le=65535, description="TCP port to listen on.")
     tls: TlsSetting = Field(
         default="auto",
-        description="TLS towards clients. `off`: none. `auto`: a self-signed certificate and "
-        "key generated in the data dir on first start; traffic is encrypted but clients cannot "
-        "verify Bastion. Or a mapping with `cert` and `key` to present your own certificate.",
+        description="TLS towards clients. `off`: none. `auto`: a local CA and a certificate for "
+        "localhost generated in the data dir (tls/ca.crt, tls/server.crt) on first start; "
+        "clients that trust tls/ca.crt can verify Bastion. Or a mapping with `cert` and `key` "
+        "to present your own certificate.",
     )
     require_tls: bool = Field(
         default=False,
@@ -145,6 +146,19 @@ class PostgresListener(BaseModel):
         return self
 
 
+class AdminListener(BaseModel):
+    """A TCP address for the admin HTTP API (health checks today)."""
+
+    model_config = MODEL_CONFIG
+
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address the admin API listens on. Keep it on a private interface.",
+    )
+    port: int = Field(default=8642, ge=0, le=65535, description="TCP port of the admin API.")
+
+
 class Listeners(BaseModel):
     """Where Bastion accepts client connections, by wire protocol."""
 
@@ -154,6 +168,10 @@ class Listeners(BaseModel):
         default_factory=lambda: [PostgresListener()],
         description="PostgreSQL listeners. The default is one listener on 127.0.0.1:6432 with "
         "tls: auto.",
+    )
+    admin: AdminListener | None = Field(
+        default=None,
+        description="The admin HTTP API (GET /healthz, GET /readyz). Off unless set.",
     )
 
     @field_validator("postgres")

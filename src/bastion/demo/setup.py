@@ -59,7 +59,11 @@ def start_demo_server() -> ThrowawayPostgres:
 
 
 def prepare_demo(
-    server: ThrowawayPostgres, data_dir: DataDir, listen_host: str, listen_port: int
+    server: ThrowawayPostgres,
+    data_dir: DataDir,
+    listen_host: str,
+    listen_port: int,
+    admin: tuple[str, int] | None = None,
 ) -> Demo:
     sample = load_sample(server.admin_dsn(), DEMO_DATABASE)
     password = secrets.token_urlsafe(24)
@@ -72,9 +76,14 @@ def prepare_demo(
             name=user.name, groups=user.groups, kind=user.kind, scram=make_verifier(user.password)
         )
         users.add(record, replace=True)
+    listeners: dict[str, object] = {
+        "postgres": [{"host": listen_host, "port": listen_port, "tls": "auto"}]
+    }
+    if admin is not None:
+        listeners["admin"] = {"host": admin[0], "port": admin[1]}
     config = config_from_mapping(
         {
-            "listeners": {"postgres": [{"host": listen_host, "port": listen_port, "tls": "auto"}]},
+            "listeners": listeners,
             "targets": [
                 {
                     "name": DEMO_TARGET,
@@ -134,6 +143,11 @@ def connection_lines(demo: Demo) -> str:
         "Try: SELECT full_name, email, card_number FROM customers LIMIT 5;",
         f"The upstream database is {DEMO_DATABASE} on a throwaway server "
         f"(port {demo.config.targets[0].port}); only Bastion knows its password.",
+        *(
+            [f"Admin API: http://{admin.host}:{admin.port}/healthz"]
+            if (admin := demo.config.listeners.admin) is not None
+            else []
+        ),
         "Press Ctrl-C to stop; the throwaway server is removed.",
         "",
     ]

@@ -1,0 +1,1 @@
+"""The admin HTTP API, served on the same event loop as the proxy."""

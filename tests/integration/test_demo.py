@@ -1,0 +1,80 @@
+"""`bastion demo` end to end: it starts, the printed psql line works, and SIGTERM cleans up."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from support.bastion import free_port
+
+
+def _wait_for(path: Path, pattern: str, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if re.search(pattern, text):
+            return text
+        if proc.poll() is not None:
+            pytest.fail(f"bastion demo exited early:\n{text}")
+        time.sleep(0.1)
+    pytest.fail(f"bastion demo did not print {pattern!r}:\n{path.read_text(errors='replace')}")
+
+
+def test_demo_serves_the_sample_and_cleans_up(tmp_path: Path) -> None:
+    port, admin_port = free_port(), free_port()
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bastion.cli.main",
+                "demo",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--admin",
+                f"127.0.0.1:{admin_port}",
+                "--data-dir",
+                str(tmp_path / "data"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        text = _wait_for(log, r"Press Ctrl-C", proc, timeout=60)
+        assert f'PGPASSWORD=alice psql "host=127.0.0.1 port={port} user=alice dbname=demo"' in text
+        upstream_port = int(re.search(r"throwaway server \(port (\d+)\)", text).group(1))  # type: ignore[union-attr]
+        dsn = f"host=127.0.0.1 port={port} user=alice password=alice dbname=demo"
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM customers").fetchone() == (200,)
+            assert conn.execute("SELECT current_user").fetchone() == ("bastion_app",)
+        for user, password in (("dana", "dana"), ("reporting-agent", "agent")):
+            with psycopg.connect(
+                f"host=127.0.0.1 port={port} user={user} password={password} dbname=demo"
+            ) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        ca = tmp_path / "data" / "tls" / "ca.crt"
+        with psycopg.connect(
+            dsn.replace("127.0.0.1", "localhost") + f" sslmode=verify-full sslrootcert={ca}"
+        ) as conn:
+            assert conn.pgconn.ssl_in_use
+        # Nobody but Bastion knows the upstream password: the superuser's is random too.
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(
+                f"host=127.0.0.1 port={upstream_port} user=bastion_app dbname=shop "
+                "password=bastion_app"
+            )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0, log.read_text()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", upstream_port), timeout=1).close()
