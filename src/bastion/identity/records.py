@@ -38,7 +38,7 @@ class UserRecord(BaseModel):
     scram: str = Field(
         repr=False,
         description="SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:"
-        "<ServerKey>), as written by `bastion users add`. Never a plaintext password."
+        "<ServerKey>), as written by `bastion users add`. Never a plaintext password.",
     )
 
     @field_validator("name")
