@@ -102,7 +102,11 @@ def _listener(spec: PostgresListener, data_dir: DataDir) -> ListenerSettings:
     elif spec.tls == "auto":
         context = server_context(ensure_auto_certificate(data_dir.tls_dir))
     return ListenerSettings(
-        host=spec.host, port=spec.port, tls_context=context, require_tls=spec.require_tls
+        host=spec.host,
+        port=spec.port,
+        tls_context=context,
+        require_tls=spec.require_tls,
+        trust_loopback=spec.trust_loopback,
     )
 
 

@@ -136,7 +136,14 @@ class PostgresListener(BaseModel):
     )
     require_tls: bool = Field(
         default=False,
-        description="Refuse clients that do not use TLS, except over loopback (127.0.0.1, ::1).",
+        description="Refuse clients that do not use TLS, except over loopback (127.0.0.1, ::1) "
+        "while trust_loopback is true.",
+    )
+    trust_loopback: bool = Field(
+        default=True,
+        description="Treat clients on loopback as local: they may connect without TLS when "
+        "require_tls is set, and present tokens without TLS. Set false to demand TLS from "
+        "every client, local ones included.",
     )
 
     @model_validator(mode="after")

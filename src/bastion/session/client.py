@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import secrets
+import ssl
 import time
 
 from bastion.errors import (
@@ -106,7 +107,10 @@ class ClientSession:
         self._target_name = ""
 
     @property
-    def _loopback(self) -> bool:
+    def _local(self) -> bool:
+        """A loopback client on a listener that trusts loopback: it may skip TLS."""
+        if not self._listener.trust_loopback:
+            return False
         try:
             return ipaddress.ip_address(self.source_ip).is_loopback
         except ValueError:
@@ -198,7 +202,22 @@ class ClientSession:
         client.write(b"S")
         assert client.transport is not None
         loop = asyncio.get_running_loop()
-        transport = await loop.start_tls(client.transport, client, context, server_side=True)
+        try:
+            transport = await loop.start_tls(client.transport, client, context, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            # A client that rejects the certificate or speaks garbage after 'S' is not an
+            # internal failure; there is no channel left to answer it on.
+            log.info(
+                "client TLS handshake failed",
+                extra={
+                    "fields": {
+                        "session_id": self.session_id,
+                        "source_ip": self.source_ip,
+                        "error": type(exc).__name__,
+                    }
+                },
+            )
+            raise PeerClosed("TLS handshake failed") from exc
         if transport is None:
             raise PeerClosed("connection closed during TLS handshake")
         client.transport = transport
@@ -237,7 +256,7 @@ class ClientSession:
                 "replication connections are not supported through Bastion",
                 hint="connect replication clients directly to the server",
             )
-        if self._listener.require_tls and self.tls_version is None and not self._loopback:
+        if self._listener.require_tls and self.tls_version is None and not self._local:
             raise AuthorizationRejected(
                 "this Bastion listener requires TLS", hint="connect with sslmode=require"
             )
@@ -316,7 +335,7 @@ class ClientSession:
         return directory.password_identity(user)
 
     async def _token_auth(self, user: str) -> Identity:
-        if self.tls_version is None and not self._loopback:
+        if self.tls_version is None and not self._local:
             raise AuthorizationRejected(
                 "token authentication requires TLS",
                 hint="connect with sslmode=require (or verify-full)",

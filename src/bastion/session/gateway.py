@@ -32,6 +32,7 @@ class ListenerSettings:
     port: int
     tls_context: ssl.SSLContext | None
     require_tls: bool = False
+    trust_loopback: bool = True
 
 
 @dataclass(slots=True)
