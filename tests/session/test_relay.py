@@ -108,3 +108,21 @@ def test_oversized_inspected_message_is_refused_before_its_body_arrives() -> Non
     relay = _relay(Recorder(), max_length=100)
     with pytest.raises(ProtocolViolation, match="exceeds"):
         relay.feed(b"Q" + struct.pack("!I", 10_000))
+
+
+def test_streamed_messages_have_their_own_limit() -> None:
+    recorder = Recorder()
+    relay = FramedRelay(recorder.write, recorder.inspect, SKIP, 1 << 20, max_streamed_length=100)
+    relay.feed(frame(ord("d"), b"x" * 96))  # 100 bytes counting the length field: allowed
+    with pytest.raises(ProtocolViolation, match="exceeds the 100-byte limit"):
+        relay.feed(frame(ord("d"), b"x" * 97))
+
+
+def test_a_partial_message_is_not_rescanned_for_every_chunk() -> None:
+    message = frame(ord("Q"), b"x" * 100_000 + b"\x00")
+    recorder = Recorder()
+    relay = _relay(recorder)
+    for i in range(0, len(message), 1000):
+        relay.feed(message[i : i + 1000])
+    assert recorder.seen == [(ord("Q"), message[5:])]
+    assert bytes(recorder.out) == message

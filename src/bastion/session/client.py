@@ -368,11 +368,17 @@ class ClientSession:
         client, server = self._client, self._upstream.protocol
         assert client.transport is not None and server.transport is not None
         self._machine = RelayMachine(self._context, gw.analyzer, gw.decider, gw.audit)
+        if client.transport.is_closing() or server.transport.is_closing():
+            # A side hung up while the upstream was being connected: _close releases the
+            # upstream connection, the cancel key and the connection slot.
+            self._close("peer disconnected before the relay started")
+            return
         self._c2s = FramedRelay(
             server.transport.write,
             self._inspect_client,
             frozenset({F_COPY_DATA}),
             gw.limits.max_message,
+            max_streamed_length=gw.limits.max_message,
         )
         self._s2c = FramedRelay(
             client.transport.write,

@@ -16,6 +16,8 @@ from typing import cast
 from bastion.errors import ProtocolViolation
 
 _LENGTH = struct.Struct(">I")
+# Bytes a peer may send ahead of the handshake before Bastion stops reading from it.
+HANDSHAKE_BUFFER_LIMIT = 64 << 10
 
 
 class PeerClosed(ConnectionError):
@@ -33,6 +35,7 @@ class PeerProtocol(asyncio.Protocol):
         self.on_pause: Callable[[], None] | None = None
         self.on_resume: Callable[[], None] | None = None
         self.bytes_in = 0
+        self._reading_paused = False
 
     # asyncio callbacks
 
@@ -46,6 +49,10 @@ class PeerProtocol(asyncio.Protocol):
             self._on_data(data)
             return
         self._inbox += data
+        if len(self._inbox) > HANDSHAKE_BUFFER_LIMIT and not self._reading_paused:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._reading_paused = True
         self._wake()
 
     def eof_received(self) -> bool | None:
@@ -77,10 +84,18 @@ class PeerProtocol(asyncio.Protocol):
 
     async def read_exact(self, n: int) -> bytes:
         while len(self._inbox) < n:
+            self._resume_reading()  # a message bigger than the limit still has to arrive
             await self._wait()
         data = bytes(self._inbox[:n])
         del self._inbox[:n]
+        if len(self._inbox) <= HANDSHAKE_BUFFER_LIMIT:
+            self._resume_reading()
         return data
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
 
     async def read_message(self, max_length: int) -> tuple[int, bytes]:
         header = await self.read_exact(5)
@@ -113,6 +128,7 @@ class PeerProtocol(asyncio.Protocol):
     def start_relay(self, on_data: Callable[[bytes], None]) -> None:
         """Switch to relay mode; bytes buffered during the handshake are delivered first."""
         self._on_data = on_data
+        self._resume_reading()
         if self._inbox:
             pending = bytes(self._inbox)
             self._inbox.clear()

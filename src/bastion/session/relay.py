@@ -21,7 +21,16 @@ _LENGTH = struct.Struct(">I")
 
 
 class FramedRelay:
-    __slots__ = ("_inspect", "_max_length", "_partial", "_stream_left", "_write", "skip_types")
+    __slots__ = (
+        "_inspect",
+        "_max_length",
+        "_max_streamed_length",
+        "_need",
+        "_partial",
+        "_stream_left",
+        "_write",
+        "skip_types",
+    )
 
     def __init__(
         self,
@@ -29,12 +38,15 @@ class FramedRelay:
         inspect: Inspector,
         skip_types: frozenset[int],
         max_length: int,
+        max_streamed_length: int = 0x3FFFFFFF,
     ) -> None:
         self._write = write
         self._inspect = inspect
         self.skip_types = skip_types
         self._max_length = max_length
-        self._partial = b""
+        self._max_streamed_length = max_streamed_length
+        self._partial = bytearray()
+        self._need = 0  # bytes _partial must reach before a message can be complete
         self._stream_left = 0
 
     def feed(self, data: bytes) -> None:
@@ -47,8 +59,11 @@ class FramedRelay:
             data = data[self._stream_left :]
             self._stream_left = 0
         if self._partial:
-            data = self._partial + data
-            self._partial = b""
+            self._partial += data  # amortized O(1); never re-copy what is already held
+            if len(self._partial) < self._need:
+                return
+            data = bytes(self._partial)
+            self._partial = bytearray()
         write = self._write
         skip = self.skip_types
         unpack = _LENGTH.unpack_from
@@ -62,6 +77,11 @@ class FramedRelay:
                 raise ProtocolViolation(f"invalid message length {length}")
             end = pos + 1 + length
             if type_byte in skip:
+                if length > self._max_streamed_length:
+                    raise ProtocolViolation(
+                        f"message of {length} bytes exceeds the "
+                        f"{self._max_streamed_length}-byte limit"
+                    )
                 if end > size:
                     write(data[start:] if start else data)
                     self._stream_left = end - size
@@ -73,6 +93,7 @@ class FramedRelay:
                     f"message of {length} bytes exceeds the {self._max_length}-byte limit"
                 )
             if end > size:
+                self._need = end - pos
                 break
             if view is None:
                 view = memoryview(data)
@@ -87,7 +108,9 @@ class FramedRelay:
         if pos > start:
             write(data if start == 0 and pos == size else data[start:pos])
         if pos < size:
-            self._partial = data[pos:]
+            self._partial = bytearray(data[pos:])
+            if size - pos < 5:
+                self._need = 5
 
     @property
     def buffered(self) -> int:
