@@ -66,3 +66,9 @@ class FeatureNotSupported(BastionError):
     """The client asked for something Bastion refuses to proxy (replication, GSS encryption)."""
 
     sqlstate = "0A000"
+
+
+class PolicyRefusal(BastionError):
+    """The policy refuses this connection or statement; the message names the rule."""
+
+    sqlstate = "42501"

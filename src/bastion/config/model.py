@@ -433,6 +433,12 @@ class BastionConfig(BaseModel):
     identities: Identities = Field(
         default_factory=Identities, description="Who may connect, and how they prove it."
     )
+    policy: Path | None = Field(
+        default=None,
+        description="The policy file (see docs/policy.md), reloaded on SIGHUP and when it "
+        "changes. Without one, statements are allowed except where the built-in guardrails "
+        "apply (targets labelled environment: production).",
+    )
     limits: Limits = Field(default_factory=Limits, description="Resource limits.")
     logging: Logging = Field(default_factory=Logging, description="Log level and format.")
 
@@ -443,6 +449,11 @@ class BastionConfig(BaseModel):
     @classmethod
     def _resolve_data_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else _resolve(value, info)
+
+    @field_validator("policy")
+    @classmethod
+    def _resolve_policy(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _existing_file(_resolve(value, info))
 
     @field_validator("targets")
     @classmethod

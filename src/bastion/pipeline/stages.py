@@ -11,7 +11,12 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from bastion.pipeline.context import ConnectionContext
-from bastion.pipeline.decision import ALLOW_DEFAULT, Decision
+from bastion.pipeline.decision import (
+    ALLOW_DEFAULT,
+    SESSION_DEFAULT,
+    Decision,
+    SessionDecision,
+)
 from bastion.pipeline.events import ConnectionEvent, StatementEvent
 from bastion.sql.analyze import analyze
 from bastion.sql.statement import StatementInfo
@@ -23,9 +28,15 @@ class Analyzer(Protocol):
 
 
 class Decider(Protocol):
+    def connect(self, context: ConnectionContext) -> SessionDecision:
+        """Whether this connection may proceed, and how to open it upstream."""
+        ...
+
     def decide(
         self, context: ConnectionContext, statements: Sequence[StatementInfo]
-    ) -> Decision: ...
+    ) -> Decision:
+        """The decision for one client message: all its statements are decided as a whole."""
+        ...
 
 
 class MaskPlan(Protocol):
@@ -59,7 +70,10 @@ class PglastAnalyzer:
 
 
 class AllowAllDecider:
-    """Allows every statement; replaced by the policy engine."""
+    """Allows every connection and statement; for tests and benchmarks of the bare relay."""
+
+    def connect(self, context: ConnectionContext) -> SessionDecision:
+        return SESSION_DEFAULT
 
     def decide(self, context: ConnectionContext, statements: Sequence[StatementInfo]) -> Decision:
         return ALLOW_DEFAULT

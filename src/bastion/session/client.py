@@ -15,22 +15,25 @@ import logging
 import secrets
 import ssl
 import time
+from dataclasses import replace
 
 from bastion.errors import (
     AuthenticationFailed,
     AuthorizationRejected,
     BastionError,
     FeatureNotSupported,
+    PolicyRefusal,
     ProtocolViolation,
     UnknownTarget,
 )
 from bastion.identity.directory import Identity
 from bastion.pipeline.context import ConnectionContext
+from bastion.pipeline.decision import RefuseSession
 from bastion.pipeline.events import ConnectionEvent
 from bastion.session.cancel import CancelEntry
 from bastion.session.gateway import Gateway, ListenerSettings
 from bastion.session.peer import PeerClosed, PeerProtocol
-from bastion.session.pg_relay import TERMINATE, RelayDesync, RelayMachine
+from bastion.session.pg_relay import TERMINATE, RelayDesync, RelayMachine, Substitute
 from bastion.session.relay import FramedRelay
 from bastion.session.startup_options import StartupOptions, parse_options
 from bastion.session.upstream import UpstreamSession, connect_upstream, send_cancel
@@ -51,6 +54,9 @@ TOO_MANY_CONNECTIONS = "53300"
 # Startup parameters that describe the connection itself and are never forwarded as-is.
 _NOT_FORWARDED = frozenset({"user", "database", "options", "replication"})
 _MAX_AUTH_MESSAGE = 16 << 10
+# Server messages relayed without a look: rows (unless a result needs them) and COPY data.
+_SKIP_ROWS = frozenset({B_DATA_ROW, B_COPY_DATA})
+_SKIP_NOTHING_BUT_COPY = frozenset({B_COPY_DATA})
 _FALSE_WORDS = frozenset({"", "0", "false", "off", "no"})
 # Settings that would change who the upstream session acts as, what it may load or whether it
 # may write, if a client could pick them at startup, out of sight of statement analysis.
@@ -278,10 +284,7 @@ class ClientSession:
         _refuse_forbidden_settings([*forwarded, *options.settings])
         if options.forwarded:
             forwarded["options"] = options.forwarded
-        login = target.login()
-        upstream = await connect_upstream(target, login, forwarded)
-        self._upstream = upstream
-        self._context = ConnectionContext(
+        context = ConnectionContext(
             session_id=self.session_id,
             identity=identity,
             source_ip=self.source_ip,
@@ -290,8 +293,18 @@ class ClientSession:
             target=target.name,
             target_labels=target.labels,
             application_name=params.get("application_name", ""),
-            upstream_role=login.user,
         )
+        plan = self._gw.decider.connect(context)
+        if isinstance(plan, RefuseSession):
+            raise PolicyRefusal(f"bastion: {plan.rule}: {plan.reason}", hint=plan.hint)
+        if plan.read_only:
+            # Set by Bastion after the client's settings were screened, so it cannot be undone
+            # at startup; statements that could undo it are the policy's business.
+            forwarded["default_transaction_read_only"] = "on"
+        login = target.login(plan.credential)
+        upstream = await connect_upstream(target, login, forwarded)
+        self._upstream = upstream
+        self._context = replace(context, upstream_role=login.user)
         self._greet(target, upstream)
 
     async def _authenticate(self, options: StartupOptions) -> Identity:
@@ -383,7 +396,7 @@ class ClientSession:
         self._s2c = FramedRelay(
             client.transport.write,
             self._inspect_server,
-            frozenset({B_DATA_ROW, B_COPY_DATA}),
+            _SKIP_ROWS,
             MAX_PROTOCOL_MESSAGE,
         )
         high = gw.limits.write_buffer_high_water
@@ -404,14 +417,19 @@ class ClientSession:
 
     def _inspect_client(self, type_byte: int, body: memoryview) -> bytes | None:
         assert self._machine is not None
-        if self._machine.from_client(type_byte, body) is TERMINATE:
+        verdict = self._machine.from_client(type_byte, body)
+        if isinstance(verdict, Substitute):
+            return verdict.data
+        if verdict is TERMINATE:
             self._terminate_requested = True
         return None
 
     def _inspect_server(self, type_byte: int, body: memoryview) -> bytes | None:
-        assert self._machine is not None
-        self._machine.from_server(type_byte, body)
-        return None
+        machine = self._machine
+        assert machine is not None
+        replacement = machine.from_server(type_byte, body)
+        self._s2c.skip_types = _SKIP_NOTHING_BUT_COPY if machine.inspect_rows else _SKIP_ROWS
+        return replacement
 
     def _client_data(self, data: bytes) -> None:
         if self._closing:

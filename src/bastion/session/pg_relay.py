@@ -8,6 +8,13 @@ mask plan for a result and to record each statement's outcome. A server reply th
 the queue means Bastion no longer knows what a result belongs to: that is a desync, and the
 session is closed rather than guessed at.
 
+Enforcement happens here too. A denied statement never reaches the server: Bastion sends the
+server a statement that is certain to fail in its place (so the server's transaction fails
+exactly when the client's does, and a later COMMIT cannot commit the work around the denial),
+drops the replies to what it injected, and replaces the resulting error with its own, which
+names the rule. `max_rows` obligations truncate results: rows past the limit are dropped and
+the command tag and a notice say so.
+
 It never touches sockets; the driver feeds it and acts on what it returns.
 """
 
@@ -15,11 +22,17 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bastion.errors import ProtocolViolation
 from bastion.pipeline.context import ConnectionContext
-from bastion.pipeline.decision import Allow, Decision
+from bastion.pipeline.decision import (
+    ALLOW_DEFAULT,
+    Allow,
+    Decision,
+    Deny,
+    RequireApproval,
+)
 from bastion.pipeline.events import StatementEvent
 from bastion.pipeline.stages import Analyzer, AuditSink, Decider
 from bastion.sql.statement import StatementInfo
@@ -32,6 +45,7 @@ from bastion.wire.postgres.codes import (
     B_COPY_DONE,
     B_COPY_IN_RESPONSE,
     B_COPY_OUT_RESPONSE,
+    B_DATA_ROW,
     B_EMPTY_QUERY_RESPONSE,
     B_ERROR_RESPONSE,
     B_FUNCTION_CALL_RESPONSE,
@@ -60,6 +74,7 @@ from bastion.wire.postgres.codes import (
     TX_IDLE,
 )
 from bastion.wire.postgres.errors import WireFormatError
+from bastion.wire.postgres.framing import cstr, frame
 
 # Command tags whose last word is a row count.
 _COUNTED_TAGS = frozenset(
@@ -67,6 +82,11 @@ _COUNTED_TAGS = frozenset(
 )
 # Requests that end at the next ReadyForQuery.
 _ENDS_AT_READY = frozenset({F_SYNC, F_QUERY, F_FUNCTION_CALL})
+# What Bastion sends the server in place of a denied statement. It fails at planning time
+# (constant folding of a division by zero), never reads a table, and is schema-qualified so
+# no search_path can make it succeed.
+INJECTED_FAILURE = "SELECT pg_catalog.int4div(1, 0) AS bastion_denied"
+DENIAL_SQLSTATE = "42501"
 
 
 class RelayDesync(ProtocolViolation):
@@ -82,12 +102,18 @@ class _Pending:
     index: int = 0  # the statement of a simple Query now running
     started: float = 0.0
     described_statement: bool = False  # Describe 'S' answers ParameterDescription first
-    decision: Decision = field(default_factory=Allow)
+    decision: Decision = ALLOW_DEFAULT
+    injected: bool = False  # Bastion sent it; the client must not see its replies
+    denial: bytes | None = None  # the error the client gets instead of the server's
+    max_rows: int | None = None
+    rows: int = 0
+    protocol: str = "simple"
 
 
 @dataclass(slots=True)
 class _Prepared:
     statements: tuple[StatementInfo, ...]
+    decision: Decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +126,42 @@ class Terminate:
     """Relay the Terminate message, then close both sides."""
 
 
+@dataclass(frozen=True, slots=True)
+class Substitute:
+    """Send these bytes to the server instead of the client's message."""
+
+    data: bytes
+
+
 FORWARD = Forward()
 TERMINATE = Terminate()
-ClientVerdict = Forward | Terminate
+ClientVerdict = Forward | Terminate | Substitute
+
+_INJECTED_QUERY = frontend.encode_query(INJECTED_FAILURE)
+_INJECTED_EXTENDED = (
+    frontend.encode_parse("", INJECTED_FAILURE)
+    + frontend.encode_bind("", "")
+    + frontend.encode_execute("", 0)
+    + frontend.encode_flush()
+)
+_FUNCTION_CALL = StatementInfo(
+    kind="function_call", text="", normalized="", fingerprint="", flags=frozenset({"fastpath"})
+)
+
+
+def denial_error(decision: Deny | RequireApproval) -> bytes:
+    """The ErrorResponse a client gets for a statement Bastion refused."""
+    if isinstance(decision, RequireApproval):
+        groups = ", ".join(decision.approver_groups) or "an approver"
+        return backend.encode_error(
+            DENIAL_SQLSTATE,
+            f"bastion: {decision.rule}: {decision.reason} (requires approval)",
+            hint=f"this statement needs approval from {groups}; approvals are not yet "
+            "available in this version of Bastion, so ask an administrator to run it",
+        )
+    return backend.encode_error(
+        DENIAL_SQLSTATE, f"bastion: {decision.rule}: {decision.reason}", hint=decision.hint
+    )
 
 
 class RelayMachine:
@@ -121,10 +180,12 @@ class RelayMachine:
         self._audit = audit
         self._pending: deque[_Pending] = deque()
         self._prepared: dict[str, _Prepared] = {}
-        self._portals: dict[str, tuple[StatementInfo, ...]] = {}
+        self._portals: dict[str, _Prepared] = {}
         self._copy_in = False
         self.transaction_status = TX_IDLE
         self.statement_count = 0
+        # True while the current result needs each DataRow shown to `from_server`.
+        self.inspect_rows = False
 
     # Client -> server.
 
@@ -135,30 +196,47 @@ class RelayMachine:
         except WireFormatError as exc:
             raise ProtocolViolation(f"invalid {chr(type_byte)!r} message: {exc}") from exc
 
+    def _decide(self, infos: tuple[StatementInfo, ...]) -> Decision:
+        return self._decider.decide(self.context, infos)
+
     def _from_client(self, type_byte: int, body: memoryview) -> ClientVerdict:
         if type_byte == F_COPY_DATA:
             return FORWARD
         now = time.perf_counter()
         if type_byte == F_QUERY:
-            sql = frontend.decode_query(body)
-            infos = self._analyzer.analyze(sql)
-            decision = self._decider.decide(self.context, infos)
-            self._pending.append(_Pending(F_QUERY, infos, started=now, decision=decision))
+            infos = self._analyzer.analyze(frontend.decode_query(body))
+            decision = self._decide(infos)
+            entry = _Pending(F_QUERY, infos, started=now, decision=decision)
+            self._pending.append(entry)
+            if not isinstance(decision, Allow):
+                entry.denial = denial_error(decision)
+                return Substitute(_INJECTED_QUERY)
+            entry.max_rows = decision.obligations.max_rows
         elif type_byte == F_PARSE:
             parse = frontend.decode_parse(body)
             infos = self._analyzer.analyze(parse.query)
-            decision = self._decider.decide(self.context, infos)
-            self._prepared[parse.statement] = _Prepared(infos)
+            decision = self._decide(infos)
+            if not isinstance(decision, Allow):
+                return self._deny_parse(infos, decision, now)
+            self._prepared[parse.statement] = _Prepared(infos, decision)
             self._pending.append(_Pending(F_PARSE, infos, started=now, decision=decision))
         elif type_byte == F_BIND:
             bind = frontend.decode_bind(body)
             prepared = self._prepared.get(bind.statement)
-            self._portals[bind.portal] = prepared.statements if prepared else ()
+            if prepared is not None:
+                self._portals[bind.portal] = prepared
+            else:
+                self._portals.pop(bind.portal, None)
             self._pending.append(_Pending(F_BIND))
         elif type_byte == F_EXECUTE:
             execute = frontend.decode_execute(body)
-            infos = self._portals.get(execute.portal, ())
-            self._pending.append(_Pending(F_EXECUTE, infos, started=now))
+            portal = self._portals.get(execute.portal)
+            entry = _Pending(F_EXECUTE, started=now, protocol="extended")
+            if portal is not None:
+                entry.statements, entry.decision = portal.statements, portal.decision
+                if isinstance(portal.decision, Allow):
+                    entry.max_rows = portal.decision.obligations.max_rows
+            self._pending.append(entry)
         elif type_byte == F_DESCRIBE:
             describe = frontend.decode_describe(body)
             self._pending.append(_Pending(F_DESCRIBE, described_statement=describe.kind == "S"))
@@ -176,52 +254,89 @@ class RelayMachine:
         elif type_byte in (F_COPY_DONE, F_COPY_FAIL):
             self._copy_in = False
         elif type_byte == F_FUNCTION_CALL:
-            self._pending.append(_Pending(F_FUNCTION_CALL, started=now))
+            # A fast-path call names a function by OID, out of reach of SQL analysis; the
+            # policy decides it as the statement kind `function_call`.
+            infos = (_FUNCTION_CALL,)
+            decision = self._decide(infos)
+            entry = _Pending(
+                F_FUNCTION_CALL, infos, started=now, decision=decision, protocol="function"
+            )
+            self._pending.append(entry)
+            if not isinstance(decision, Allow):
+                entry.denial = denial_error(decision)
+                return Substitute(_INJECTED_QUERY)
         elif type_byte == F_TERMINATE:
             return TERMINATE
         else:
             raise ProtocolViolation(f"unexpected message type {chr(type_byte)!r} from client")
         return FORWARD
 
-    # Server -> client (every message but DataRow and CopyData).
+    def _deny_parse(
+        self, infos: tuple[StatementInfo, ...], decision: Deny | RequireApproval, now: float
+    ) -> ClientVerdict:
+        # The server gets a statement that fails at Execute; it then skips the client's
+        # following messages up to Sync, as it would have after failing the real one.
+        self._pending.append(_Pending(F_PARSE, injected=True))
+        self._pending.append(_Pending(F_BIND, injected=True))
+        self._pending.append(
+            _Pending(
+                F_EXECUTE,
+                infos,
+                started=now,
+                decision=decision,
+                injected=True,
+                denial=denial_error(decision),
+                protocol="extended",
+            )
+        )
+        return Substitute(_INJECTED_EXTENDED)
 
-    def from_server(self, type_byte: int, body: memoryview) -> None:
+    # Server -> client (every message but CopyData, and DataRow unless inspect_rows).
+
+    def from_server(self, type_byte: int, body: memoryview) -> bytes | None:
+        """Account for one server message; return replacement bytes for the client (b"" to
+        drop the message) or None to relay it unchanged."""
         try:
-            self._from_server(type_byte, body)
+            return self._from_server(type_byte, body)
         except WireFormatError as exc:
             raise RelayDesync(f"invalid {chr(type_byte)!r} message from the server: {exc}") from exc
 
-    def _from_server(self, type_byte: int, body: memoryview) -> None:
+    def _from_server(self, type_byte: int, body: memoryview) -> bytes | None:
+        if type_byte == B_DATA_ROW:
+            return self._data_row()
         if type_byte in (
             B_NOTICE_RESPONSE,
             B_NOTIFICATION_RESPONSE,
             B_PARAMETER_STATUS,
             B_COPY_DONE,
         ):
-            return
+            return None
         if type_byte == B_READY_FOR_QUERY:
             self.transaction_status = backend.decode_ready_for_query(body)
             self._ready()
-            return
+            return None
         if type_byte == B_ERROR_RESPONSE:
-            self._error(body)
-            return
+            return self._error(body)
         head = self._head(type_byte)
         op = head.op
+        if head.denial is not None and head.op in (F_QUERY, F_FUNCTION_CALL):
+            return b""  # whatever the injected failure says before its error is not shown
+        result: bytes | None = b"" if head.injected else None
         if type_byte == B_ROW_DESCRIPTION:
             if op == F_DESCRIBE:
                 self._pending.popleft()
-            elif op not in (F_QUERY, F_EXECUTE):
+            elif op in (F_QUERY, F_EXECUTE):
+                self.inspect_rows = head.max_rows is not None
+            else:
                 self._desync(type_byte, op)
         elif type_byte in (B_COMMAND_COMPLETE, B_EMPTY_QUERY_RESPONSE):
             tag = backend.decode_command_complete(body) if type_byte == B_COMMAND_COMPLETE else ""
-            if op == F_QUERY:
-                self._statement_done(head, "ok", tag=tag)
-            elif op == F_EXECUTE:
+            if op == F_EXECUTE:
                 self._pending.popleft()
-                self._statement_done(head, "ok", tag=tag)
-            else:
+            elif op != F_QUERY:
                 self._desync(type_byte, op)
+            result = self._truncated_completion(head, tag)
+            self._statement_done(head, "ok", tag=tag)
         elif type_byte in (B_COPY_IN_RESPONSE, B_COPY_OUT_RESPONSE, B_COPY_BOTH_RESPONSE):
             if op not in (F_QUERY, F_EXECUTE):
                 self._desync(type_byte, op)
@@ -240,12 +355,38 @@ class RelayMachine:
                 self._desync(type_byte, op)
         elif type_byte == B_PORTAL_SUSPENDED:
             self._expect_pop(op, F_EXECUTE, type_byte)
+            self.inspect_rows = False
             self._statement_done(head, "suspended")
         elif type_byte == B_FUNCTION_CALL_RESPONSE:
             if op != F_FUNCTION_CALL:
                 self._desync(type_byte, op)
         else:
             self._desync(type_byte, op)
+        return result
+
+    def _data_row(self) -> bytes | None:
+        if not self._pending:
+            raise RelayDesync("server sent a row with no request outstanding")
+        head = self._pending[0]
+        head.rows += 1
+        if head.max_rows is not None and head.rows > head.max_rows:
+            return b""
+        return None
+
+    def _truncated_completion(self, entry: _Pending, tag: str) -> bytes | None:
+        self.inspect_rows = False
+        limit = entry.max_rows
+        rows, entry.rows = entry.rows, 0
+        if limit is None or rows <= limit:
+            return None
+        word = tag.partition(" ")[0]
+        decision = entry.decision
+        rule = decision.rule if isinstance(decision, Allow) else "policy"
+        notice = backend.encode_notice(
+            f"bastion: {rule}: result truncated to {limit} of {rows} rows",
+            hint="ask for fewer rows (LIMIT) or for a rule without max_rows",
+        )
+        return notice + frame(B_COMMAND_COMPLETE, cstr(f"{word} {limit}"))
 
     def _head(self, type_byte: int) -> _Pending:
         if not self._pending:
@@ -262,28 +403,40 @@ class RelayMachine:
             f"server sent {chr(type_byte)!r} while Bastion expected the answer to {chr(op)!r}"
         )
 
-    def _error(self, body: memoryview) -> None:
+    def _error(self, body: memoryview) -> bytes | None:
         fields = backend.decode_fields(body)
         sqlstate = fields.get("C", "")
+        self.inspect_rows = False
         if not self._pending:
-            return  # an asynchronous error, e.g. FATAL on administrator shutdown
+            return None  # an asynchronous error, e.g. FATAL on administrator shutdown
         head = self._pending[0]
-        if head.op == F_QUERY:
-            self._statement_done(head, "error", sqlstate=sqlstate)
-            # The rest of the Query's statements will not run.
-            while head.index < len(head.statements):
-                self._statement_done(head, "skipped")
-            return
-        if head.op in _ENDS_AT_READY:
-            return  # e.g. a COMMIT failing at Sync; ReadyForQuery follows
+        head.rows = 0
+        if head.op in (F_QUERY, F_FUNCTION_CALL):
+            if head.denial is not None:
+                for _ in range(max(1, len(head.statements))):
+                    self._statement_done(head, "denied", sqlstate=DENIAL_SQLSTATE)
+                return head.denial
+            if head.op == F_QUERY:
+                self._statement_done(head, "error", sqlstate=sqlstate)
+                # The rest of the Query's statements will not run.
+                while head.index < len(head.statements):
+                    self._statement_done(head, "skipped")
+            return None
+        if head.op == F_SYNC:
+            return None  # e.g. a COMMIT failing at Sync; ReadyForQuery follows
         # Extended protocol: the server now skips everything up to the next Sync.
+        replacement: bytes | None = None
         first = True
         while self._pending and self._pending[0].op not in _ENDS_AT_READY:
             entry = self._pending.popleft()
-            if entry.op == F_EXECUTE:
+            if entry.denial is not None and first:
+                replacement = entry.denial
+                self._statement_done(entry, "denied", sqlstate=DENIAL_SQLSTATE)
+            elif entry.op == F_EXECUTE:
                 self._statement_done(entry, "error" if first else "skipped", sqlstate=sqlstate)
             first = False
         self._copy_in = False
+        return replacement
 
     def _ready(self) -> None:
         while self._pending:
@@ -314,11 +467,11 @@ class RelayMachine:
                 session_id=ctx.session_id,
                 user=ctx.identity.name,
                 target=ctx.target,
-                protocol="simple" if entry.op == F_QUERY else "extended",
+                protocol=entry.protocol,
                 kind=info.kind if info else "unknown",
                 statement=info.normalized if info else "",
                 fingerprint=info.fingerprint if info else "",
-                decision="allow" if isinstance(decision, Allow) else "deny",
+                decision=_decision_name(decision),
                 rule=decision.rule,
                 outcome=outcome,
                 sqlstate=sqlstate,
@@ -328,6 +481,14 @@ class RelayMachine:
             )
         )
         entry.started = now
+
+
+def _decision_name(decision: Decision) -> str:
+    if isinstance(decision, Allow):
+        return "allow"
+    if isinstance(decision, Deny):
+        return "deny"
+    return "require_approval"
 
 
 def _row_count(tag: str) -> int | None:

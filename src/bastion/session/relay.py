@@ -98,6 +98,7 @@ class FramedRelay:
             if view is None:
                 view = memoryview(data)
             replacement = self._inspect(type_byte, view[pos + 5 : end])
+            skip = self.skip_types  # the inspector may switch row inspection on or off
             if replacement is not None:
                 if pos > start:
                     write(data[start:pos])

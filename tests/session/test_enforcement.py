@@ -1,0 +1,168 @@
+"""RelayMachine enforcement (sans-IO): denied statements never reach the server, the server's
+transaction fails with the client's, and max_rows truncates results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from bastion.identity.directory import Identity
+from bastion.identity.records import IdentityKind
+from bastion.pipeline.context import ConnectionContext
+from bastion.pipeline.decision import (
+    SESSION_DEFAULT,
+    Allow,
+    Decision,
+    Deny,
+    Obligations,
+    RequireApproval,
+    SessionDecision,
+)
+from bastion.pipeline.stages import PglastAnalyzer
+from bastion.session.pg_relay import (
+    FORWARD,
+    INJECTED_FAILURE,
+    RelayMachine,
+    Substitute,
+)
+from bastion.sql.statement import StatementInfo
+from bastion.wire.postgres import backend, frontend
+from session.test_pg_relay import BIND_OK, PARSE_OK, ROWDESC, Sink, _messages, complete
+
+
+class KindDecider:
+    """Denies `drop_*`, holds `do` for approval, limits selects to 3 rows."""
+
+    def connect(self, context: ConnectionContext) -> SessionDecision:
+        return SESSION_DEFAULT
+
+    def decide(self, context: ConnectionContext, statements: Sequence[StatementInfo]) -> Decision:
+        kinds = {s.kind for s in statements}
+        if any(k.startswith("drop_") for k in kinds):
+            return Deny("no-drops", "dropping is not allowed", hint="ask a DBA")
+        if "do" in kinds:
+            return RequireApproval("do-needs-approval", "DO blocks need approval", ("dba",))
+        return Allow("limited", Obligations(max_rows=3))
+
+
+@pytest.fixture
+def sink() -> Sink:
+    return Sink()
+
+
+@pytest.fixture
+def machine(sink: Sink) -> RelayMachine:
+    identity = Identity("alice", ("analysts",), IdentityKind.HUMAN, "scram-sha-256")
+    context = ConnectionContext("s1", identity, "127.0.0.1", 1, None, "shop")
+    return RelayMachine(context, PglastAnalyzer(), KindDecider(), sink)
+
+
+def feed_client(machine: RelayMachine, data: bytes) -> list[object]:
+    return [machine.from_client(t, memoryview(b)) for t, b in _messages(data)]
+
+
+def feed_server(machine: RelayMachine, data: bytes) -> bytes:
+    """What the client receives for this server output."""
+    out = bytearray()
+    for type_byte, body in _messages(data):
+        replacement = machine.from_server(type_byte, memoryview(body))
+        out += _frame(type_byte, body) if replacement is None else replacement
+    return bytes(out)
+
+
+def _frame(type_byte: int, body: bytes) -> bytes:
+    return bytes([type_byte]) + (len(body) + 4).to_bytes(4, "big") + body
+
+
+def _errors(data: bytes) -> list[dict[str, str]]:
+    return [backend.decode_fields(b) for t, b in _messages(data) if t == ord("E")]
+
+
+SERVER_FAILURE = backend.encode_error("22012", "division by zero")
+
+
+def test_denied_query_is_replaced_by_a_certain_failure(machine: RelayMachine, sink: Sink) -> None:
+    verdicts = feed_client(machine, frontend.encode_query("SELECT 1; DROP TABLE customers"))
+    assert verdicts == [Substitute(frontend.encode_query(INJECTED_FAILURE))]
+    seen = feed_server(machine, SERVER_FAILURE + backend.encode_ready_for_query(ord("E")))
+    (error,) = _errors(seen)
+    assert error["C"] == "42501"
+    assert error["M"] == "bastion: no-drops: dropping is not allowed"
+    assert error["H"] == "ask a DBA"
+    assert seen.endswith(backend.encode_ready_for_query(ord("E")))
+    # The whole message is refused: both statements are recorded as denied, none ran.
+    assert [(e.kind, e.outcome, e.decision) for e in sink.statements] == [
+        ("select", "denied", "deny"),
+        ("drop_table", "denied", "deny"),
+    ]
+
+
+def test_approval_required_is_refused_with_its_approvers(machine: RelayMachine) -> None:
+    feed_client(machine, frontend.encode_query("DO $$ BEGIN NULL; END $$"))
+    seen = feed_server(machine, SERVER_FAILURE + backend.encode_ready_for_query(ord("I")))
+    (error,) = _errors(seen)
+    assert "requires approval" in error["M"] and "dba" in error["H"]
+
+
+def test_denied_parse_in_a_pipeline(machine: RelayMachine, sink: Sink) -> None:
+    batch = (
+        frontend.encode_parse("", "SELECT 1")
+        + frontend.encode_bind("", "")
+        + frontend.encode_execute("", 0)
+        + frontend.encode_parse("s2", "DROP TABLE orders")
+        + frontend.encode_bind("", "s2")
+        + frontend.encode_execute("", 0)
+        + frontend.encode_sync()
+    )
+    verdicts = feed_client(machine, batch)
+    assert verdicts[:3] == [FORWARD] * 3
+    substitute = verdicts[3]
+    assert isinstance(substitute, Substitute)
+    assert [t for t, _ in _messages(substitute.data)] == [ord(c) for c in "PBEH"]
+    assert INJECTED_FAILURE.encode() in substitute.data
+    assert b"orders" not in substitute.data
+    # The server answers the first statement, then the injected Parse and Bind, then fails
+    # the injected Execute and skips the client's Bind/Execute up to Sync.
+    server = (
+        PARSE_OK
+        + BIND_OK
+        + ROWDESC
+        + complete("SELECT 1")
+        + PARSE_OK
+        + BIND_OK
+        + SERVER_FAILURE
+        + backend.encode_ready_for_query(ord("I"))
+    )
+    seen = feed_server(machine, server)
+    types = [chr(t) for t, _ in _messages(seen)]
+    assert types == ["1", "2", "T", "C", "E", "Z"]
+    assert _errors(seen)[0]["M"].startswith("bastion: no-drops:")
+    assert [(e.kind, e.outcome) for e in sink.statements] == [
+        ("select", "ok"),
+        ("drop_table", "denied"),
+        ("unknown", "skipped"),
+    ]
+
+
+def test_max_rows_truncates_and_says_so(machine: RelayMachine) -> None:
+    feed_client(machine, frontend.encode_query("SELECT g FROM generate_series(1, 5) g"))
+    rows = b"".join(
+        _frame(ord("D"), b"\x00\x01\x00\x00\x00\x01" + bytes([48 + i])) for i in range(5)
+    )
+    assert not machine.inspect_rows
+    seen = feed_server(machine, ROWDESC)
+    assert machine.inspect_rows
+    seen += feed_server(machine, rows + complete("SELECT 5") + backend.encode_ready_for_query(73))
+    messages = _messages(seen)
+    assert [chr(t) for t, _ in messages] == ["T", "D", "D", "D", "N", "C", "Z"]
+    notice = backend.decode_fields(messages[4][1])
+    assert notice["M"] == "bastion: limited: result truncated to 3 of 5 rows"
+    assert backend.decode_command_complete(messages[5][1]) == "SELECT 3"
+    assert not machine.inspect_rows
+
+
+def test_results_within_the_limit_are_untouched(machine: RelayMachine) -> None:
+    feed_client(machine, frontend.encode_query("SELECT 1"))
+    server = ROWDESC + _frame(ord("D"), b"\x00\x01\x00\x00\x00\x011") + complete("SELECT 1")
+    assert feed_server(machine, server) == server
