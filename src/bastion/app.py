@@ -107,6 +107,9 @@ def _listener(spec: PostgresListener, data_dir: DataDir) -> ListenerSettings:
         tls_context=context,
         require_tls=spec.require_tls,
         trust_loopback=spec.trust_loopback,
+        proxy_networks=tuple(spec.proxy_protocol.trusted_networks)
+        if spec.proxy_protocol is not None
+        else (),
     )
 
 

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    IPvAnyNetwork,
     PrivateAttr,
     Tag,
     ValidationInfo,
@@ -115,6 +116,19 @@ TlsSetting = Annotated[
 ]
 
 
+class ProxyProtocol(BaseModel):
+    """PROXY protocol (v1 or v2) headers from load balancers, and whom to believe."""
+
+    model_config = MODEL_CONFIG
+
+    trusted_networks: list[IPvAnyNetwork] = Field(
+        min_length=1,
+        description="Networks of the load balancers. A connection from one of them must start "
+        "with a PROXY header, and the client address it names is used for policy and audit. "
+        "Connections from anywhere else are taken as they are; a header from them is refused.",
+    )
+
+
 class PostgresListener(BaseModel):
     """A TCP address where Bastion accepts PostgreSQL clients."""
 
@@ -138,6 +152,10 @@ class PostgresListener(BaseModel):
         default=False,
         description="Refuse clients that do not use TLS, except over loopback (127.0.0.1, ::1) "
         "while trust_loopback is true.",
+    )
+    proxy_protocol: ProxyProtocol | None = Field(
+        default=None,
+        description="Accept PROXY protocol headers from trusted load balancers. Off unless set.",
     )
     trust_loopback: bool = Field(
         default=True,

@@ -21,6 +21,7 @@ class ConnectionEvent:
     identity_kind: str = ""
     groups: tuple[str, ...] = ()
     tls_version: str | None = None
+    proxy_peer: str | None = None  # the load balancer that reported the source address
     application_name: str = ""
     upstream_role: str = ""
     duration_ms: float | None = None

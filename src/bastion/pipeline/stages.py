@@ -32,9 +32,7 @@ class Decider(Protocol):
         """Whether this connection may proceed, and how to open it upstream."""
         ...
 
-    def decide(
-        self, context: ConnectionContext, statements: Sequence[StatementInfo]
-    ) -> Decision:
+    def decide(self, context: ConnectionContext, statements: Sequence[StatementInfo]) -> Decision:
         """The decision for one client message: all its statements are decided as a whole."""
         ...
 

@@ -38,6 +38,7 @@ from bastion.session.relay import FramedRelay
 from bastion.session.startup_options import StartupOptions, parse_options
 from bastion.session.upstream import UpstreamSession, connect_upstream, send_cancel
 from bastion.targets.runtime import TargetRuntime
+from bastion.wire import proxy_protocol
 from bastion.wire.postgres import backend, frontend, startup
 from bastion.wire.postgres.codes import (
     B_COPY_DATA,
@@ -109,6 +110,9 @@ class ClientSession:
         peer = transport.get_extra_info("peername") if transport else None
         self.source_ip, self.source_port = _peer_address(peer)
         self.tls_version: str | None = None
+        self.proxy_peer: str | None = (
+            None  # the load balancer, when a PROXY header named the client
+        )
         self._user = ""
         self._target_name = ""
 
@@ -173,6 +177,8 @@ class ClientSession:
         """Run the startup phase; True when the session is ready to relay."""
         client = self._client
         limits = self._gw.limits
+        if self._from_trusted_proxy():
+            await self._read_proxy_header()
         tls_offered = False
         while True:
             header = await client.read_exact(4)
@@ -195,6 +201,35 @@ class ClientSession:
             else:
                 await self._establish(packet)
                 return True
+
+    def _from_trusted_proxy(self) -> bool:
+        networks = self._listener.proxy_networks
+        if not networks:
+            return False
+        try:
+            peer = ipaddress.ip_address(self.source_ip)
+        except ValueError:
+            return False
+        return any(peer in network for network in networks)
+
+    async def _read_proxy_header(self) -> None:
+        """Take the client's address from the load balancer's PROXY header (v1 or v2)."""
+        client = self._client
+        start = await client.read_exact(len(proxy_protocol.V1_PREFIX))
+        if start == proxy_protocol.V1_PREFIX:
+            line = bytearray(start)
+            while not line.endswith(b"\r\n"):
+                if len(line) >= proxy_protocol.V1_MAX_LENGTH:
+                    raise ProtocolViolation("PROXY protocol v1 header too long")
+                line += await client.read_exact(1)
+            header = proxy_protocol.parse_v1(bytes(line))
+        else:
+            fixed = start + await client.read_exact(proxy_protocol.V2_FIXED_LENGTH - len(start))
+            payload = await client.read_exact(proxy_protocol.v2_payload_length(fixed))
+            header = proxy_protocol.parse_v2(fixed, payload)
+        if header.source_ip is not None and header.source_port is not None:
+            self.proxy_peer = self.source_ip
+            self.source_ip, self.source_port = header.source_ip, header.source_port
 
     async def _negotiate_tls(self) -> None:
         client = self._client
@@ -520,6 +555,7 @@ class ClientSession:
                 identity_kind=str(identity.kind) if identity else "",
                 groups=identity.groups if identity else (),
                 tls_version=self.tls_version,
+                proxy_peer=self.proxy_peer,
                 application_name=ctx.application_name if ctx else "",
                 upstream_role=upstream.user if upstream else "",
                 duration_ms=round((time.monotonic() - self._started) * 1000, 1) if ended else None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 
 from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
@@ -33,6 +34,8 @@ class ListenerSettings:
     tls_context: ssl.SSLContext | None
     require_tls: bool = False
     trust_loopback: bool = True
+    # Load balancers whose PROXY protocol headers are believed; empty: none expected.
+    proxy_networks: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
 @dataclass(slots=True)
