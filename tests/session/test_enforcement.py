@@ -166,3 +166,26 @@ def test_results_within_the_limit_are_untouched(machine: RelayMachine) -> None:
     feed_client(machine, frontend.encode_query("SELECT 1"))
     server = ROWDESC + _frame(ord("D"), b"\x00\x01\x00\x00\x00\x011") + complete("SELECT 1")
     assert feed_server(machine, server) == server
+
+
+@pytest.mark.parametrize(
+    ("sql", "writes"),
+    [
+        ("SELECT * FROM customers", False),
+        ("FETCH 1 FROM c", False),
+        ("BEGIN", False),
+        ("INSERT INTO t VALUES (1)", True),
+        ("CREATE TABLE x (a int)", True),
+        ("TRUNCATE t", True),
+        ("VACUUM", True),
+    ],
+)
+def test_read_only_sessions_refuse_writes(sink: Sink, sql: str, writes: bool) -> None:
+    identity = Identity("agent", (), IdentityKind.AGENT, "scram-sha-256")
+    context = ConnectionContext("s2", identity, "127.0.0.1", 1, None, "shop")
+    machine = RelayMachine(context, PglastAnalyzer(), KindDecider(), sink, read_only=True)
+    verdict = machine.from_client(ord("Q"), memoryview(frontend.encode_query(sql)[5:]))
+    assert isinstance(verdict, Substitute) == writes
+    if writes:
+        seen = feed_server(machine, SERVER_FAILURE + backend.encode_ready_for_query(ord("I")))
+        assert _errors(seen)[0]["M"].startswith("bastion: session.read_only:")

@@ -103,6 +103,7 @@ class ClientSession:
         self._cancel_entry: CancelEntry | None = None
         self._context: ConnectionContext | None = None
         self._closing = False
+        self._read_only = False
         self._terminate_requested = False
         self._started = time.monotonic()
         self.session_id = secrets.token_hex(6)
@@ -332,6 +333,7 @@ class ClientSession:
         plan = self._gw.decider.connect(context)
         if isinstance(plan, RefuseSession):
             raise PolicyRefusal(f"bastion: {plan.rule}: {plan.reason}", hint=plan.hint)
+        self._read_only = plan.read_only
         if plan.read_only:
             # Set by Bastion after the client's settings were screened, so it cannot be undone
             # at startup; statements that could undo it are the policy's business.
@@ -415,7 +417,9 @@ class ClientSession:
         gw = self._gw
         client, server = self._client, self._upstream.protocol
         assert client.transport is not None and server.transport is not None
-        self._machine = RelayMachine(self._context, gw.analyzer, gw.decider, gw.audit)
+        self._machine = RelayMachine(
+            self._context, gw.analyzer, gw.decider, gw.audit, read_only=self._read_only
+        )
         if client.transport.is_closing() or server.transport.is_closing():
             # A side hung up while the upstream was being connected: _close releases the
             # upstream connection, the cancel key and the connection slot.

@@ -34,6 +34,7 @@ from bastion.pipeline.decision import (
     RequireApproval,
 )
 from bastion.pipeline.events import StatementEvent
+from bastion.pipeline.readonly import may_write
 from bastion.pipeline.stages import Analyzer, AuditSink, Decider
 from bastion.sql.statement import StatementInfo
 from bastion.wire.postgres import backend, frontend
@@ -173,8 +174,11 @@ class RelayMachine:
         analyzer: Analyzer,
         decider: Decider,
         audit: AuditSink,
+        *,
+        read_only: bool = False,
     ) -> None:
         self.context = context
+        self.read_only = read_only
         self._analyzer = analyzer
         self._decider = decider
         self._audit = audit
@@ -197,7 +201,19 @@ class RelayMachine:
             raise ProtocolViolation(f"invalid {chr(type_byte)!r} message: {exc}") from exc
 
     def _decide(self, infos: tuple[StatementInfo, ...]) -> Decision:
-        return self._decider.decide(self.context, infos)
+        decision = self._decider.decide(self.context, infos)
+        if (
+            isinstance(decision, Allow)
+            and (self.read_only or decision.obligations.read_only)
+            and any(may_write(info) for info in infos)
+        ):
+            rule = "session.read_only" if self.read_only else decision.rule
+            return Deny(
+                rule,
+                "this session is read-only and the statement may change data",
+                hint="connect with an identity or rule that allows writes",
+            )
+        return decision
 
     def _from_client(self, type_byte: int, body: memoryview) -> ClientVerdict:
         if type_byte == F_COPY_DATA:
