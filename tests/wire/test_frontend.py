@@ -16,6 +16,7 @@ from bastion.wire.postgres.frontend import (
     Parse,
     SASLInitialResponse,
     decode_bind,
+    decode_bind_names,
     decode_close,
     decode_describe,
     decode_execute,
@@ -503,3 +504,17 @@ def test_fixed_encoders(encoded: bytes, expected: bytes) -> None:
 def test_encoders_refuse_nul_in_strings(encode: Callable[[], bytes]) -> None:
     with pytest.raises(WireFormatError, match="NUL"):
         encode()
+
+
+@pytest.mark.parametrize(("portal", "statement"), [("", ""), ("p1", "s1"), ("pörtal", "x" * 600)])
+def test_bind_names_agree_with_the_full_decoder(portal: str, statement: str) -> None:
+    encoded = encode_bind(portal, statement, (b"1", None), (0,), (1,))
+    body = encoded[5:]
+    assert decode_bind_names(body) == (portal, statement)
+    full = decode_bind(body)
+    assert (full.portal, full.statement) == (portal, statement)
+
+
+def test_bind_names_of_a_truncated_bind() -> None:
+    with pytest.raises(WireFormatError):
+        decode_bind_names(b"portal\x00statement-without-end")

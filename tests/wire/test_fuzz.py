@@ -146,6 +146,7 @@ DECODERS: list[tuple[str, Callable[[bytes], object]]] = [
     ("query", frontend.decode_query),
     ("parse", frontend.decode_parse),
     ("bind", frontend.decode_bind),
+    ("bind", frontend.decode_bind_names),
     ("describe", frontend.decode_describe),
     ("describe", frontend.decode_close),
     ("execute", frontend.decode_execute),

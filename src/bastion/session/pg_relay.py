@@ -111,6 +111,16 @@ class _Pending:
     protocol: str = "simple"
 
 
+# Requests whose replies carry no per-request state share one immutable-in-practice entry:
+# nothing mutates them (rows stays 0: they never own a result), and the hot path allocates less.
+_PARSE = _Pending(F_PARSE)
+_BIND = _Pending(F_BIND)
+_CLOSE = _Pending(F_CLOSE)
+_SYNC = _Pending(F_SYNC)
+_DESCRIBE_STATEMENT = _Pending(F_DESCRIBE, described_statement=True)
+_DESCRIBE_PORTAL = _Pending(F_DESCRIBE)
+
+
 @dataclass(slots=True)
 class _Prepared:
     statements: tuple[StatementInfo, ...]
@@ -235,15 +245,15 @@ class RelayMachine:
             if not isinstance(decision, Allow):
                 return self._deny_parse(infos, decision, now)
             self._prepared[parse.statement] = _Prepared(infos, decision)
-            self._pending.append(_Pending(F_PARSE, infos, started=now, decision=decision))
+            self._pending.append(_PARSE)
         elif type_byte == F_BIND:
-            bind = frontend.decode_bind(body)
-            prepared = self._prepared.get(bind.statement)
+            portal_name, statement_name = frontend.decode_bind_names(body)
+            prepared = self._prepared.get(statement_name)
             if prepared is not None:
-                self._portals[bind.portal] = prepared
+                self._portals[portal_name] = prepared
             else:
-                self._portals.pop(bind.portal, None)
-            self._pending.append(_Pending(F_BIND))
+                self._portals.pop(portal_name, None)
+            self._pending.append(_BIND)
         elif type_byte == F_EXECUTE:
             execute = frontend.decode_execute(body)
             portal = self._portals.get(execute.portal)
@@ -255,18 +265,18 @@ class RelayMachine:
             self._pending.append(entry)
         elif type_byte == F_DESCRIBE:
             describe = frontend.decode_describe(body)
-            self._pending.append(_Pending(F_DESCRIBE, described_statement=describe.kind == "S"))
+            self._pending.append(_DESCRIBE_STATEMENT if describe.kind == "S" else _DESCRIBE_PORTAL)
         elif type_byte == F_CLOSE:
             close = frontend.decode_close(body)
             if close.kind == "S":
                 self._prepared.pop(close.name, None)
             else:
                 self._portals.pop(close.name, None)
-            self._pending.append(_Pending(F_CLOSE))
+            self._pending.append(_CLOSE)
         elif type_byte in (F_SYNC, F_FLUSH):
             # During COPY FROM STDIN the server ignores Sync and Flush: no reply will come.
             if type_byte == F_SYNC and not self._copy_in:
-                self._pending.append(_Pending(F_SYNC))
+                self._pending.append(_SYNC)
         elif type_byte in (F_COPY_DONE, F_COPY_FAIL):
             self._copy_in = False
         elif type_byte == F_FUNCTION_CALL:

@@ -88,6 +88,25 @@ def decode_parse(body: bytes | memoryview) -> Parse:
     return Parse(statement=name, query=query, param_types=types)
 
 
+def decode_bind_names(body: bytes | memoryview) -> tuple[str, str]:
+    """Only the portal and statement names of a Bind: what routing a reply needs, without
+    copying the parameters. The server validates the rest."""
+    data = bytes(body[:512]) if len(body) > 512 else bytes(body)
+    first = data.find(b"\x00")
+    second = data.find(b"\x00", first + 1) if first >= 0 else -1
+    if second < 0:
+        return _bind_names_slow(body)
+    try:
+        return data[:first].decode(), data[first + 1 : second].decode()
+    except UnicodeDecodeError:
+        raise WireFormatError("string is not valid UTF-8") from None
+
+
+def _bind_names_slow(body: bytes | memoryview) -> tuple[str, str]:
+    reader = BodyReader(body)
+    return reader.cstring(), reader.cstring()
+
+
 def decode_bind(body: bytes | memoryview) -> Bind:
     reader = BodyReader(body)
     portal = reader.cstring()
