@@ -189,3 +189,21 @@ def test_read_only_sessions_refuse_writes(sink: Sink, sql: str, writes: bool) ->
     if writes:
         seen = feed_server(machine, SERVER_FAILURE + backend.encode_ready_for_query(ord("I")))
         assert _errors(seen)[0]["M"].startswith("bastion: session.read_only:")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET default_transaction_read_only = off",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+        "BEGIN READ WRITE",
+        "SELECT set_config('default_transaction_read_only', 'off', false)",
+        "SELECT set_config($1, 'off', false)",
+    ],
+)
+def test_read_only_sessions_cannot_switch_to_read_write(sink: Sink, sql: str) -> None:
+    identity = Identity("agent", (), IdentityKind.AGENT, "scram-sha-256")
+    context = ConnectionContext("s3", identity, "127.0.0.1", 1, None, "shop")
+    machine = RelayMachine(context, PglastAnalyzer(), KindDecider(), sink, read_only=True)
+    verdict = machine.from_client(ord("Q"), memoryview(frontend.encode_query(sql)[5:]))
+    assert isinstance(verdict, Substitute)

@@ -36,6 +36,7 @@ READ_WRITE_FLAGS = frozenset(
         "setting:default_transaction_read_only",
         "setting:transaction_read_only",
         "set_config_read_only",
+        "set_config_dynamic",  # set_config with a name only known at run time
     }
 )
 

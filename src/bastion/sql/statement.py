@@ -52,12 +52,12 @@ class CopyInfo:
 class StatementInfo:
     """One statement of a client message, analyzed.
 
-    `kind` is a snake_case name (see docs/policy.md for the full list): select, insert,
+    `kind` is a snake_case name: select, insert,
     update, delete, merge, create_<object>, alter_<object>, drop_<object>, truncate, grant,
     revoke, copy, set, reset, set_role, set_session_authorization, transaction, do, call,
     explain, prepare, execute, deallocate, declare, fetch, close, listen, unlisten, notify,
-    vacuum, alter_system, load, show, discard, lock, other... and `unknown` when the statement
-    could not be parsed (then `error` says why). `normalized` has every literal replaced by a
+    vacuum, alter_system, load, show, discard, lock, other... (docs/statements.md lists them
+    all) and `unknown` when the statement could not be parsed (then `error` says why). `normalized` has every literal replaced by a
     placeholder and is safe to log; `fingerprint` identifies statements that differ only in
     their literals.
     """

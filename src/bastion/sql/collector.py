@@ -1,0 +1,427 @@
+"""The walk over one statement's parse tree that gathers what a StatementInfo reports.
+
+`Collector` owns the query-level machinery shared by every statement: SELECT with its WITH,
+FROM, set operations and clauses; expressions, column references and function calls; nested
+statements. Statement-specific handlers (dml, ddl, utility, copy, plpgsql) are plain functions
+`handler(collector, body, scope)` looked up by node type.
+
+Unknown nodes are never skipped: the walk descends into every field it does not recognize, so
+a relation or function call hiding in a new kind of node is still reported (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bastion.sql import columns, flags
+from bastion.sql.columns import JOIN, ORDER, OTHER, PROJECTION, VALUES, WHERE, WINDOW
+from bastion.sql.functions import call_facts, function_name
+from bastion.sql.kinds import OTHER as OTHER_KIND
+from bastion.sql.kinds import UNKNOWN, classify, is_statement
+from bastion.sql.relations import (
+    Relation,
+    Scope,
+    alias_name,
+    table_from_range_var,
+)
+from bastion.sql.statement import ColumnRef, CopyInfo, StatementInfo, TableRef
+from bastion.sql.walker import Node, body_of, list_items, strings, unwrap
+
+AnalyzeText = Callable[[str], tuple[StatementInfo, ...]]
+Handler = Callable[["Collector", Node, Scope | None], None]
+
+# Node types that can hold nothing the analysis reports.
+_LEAVES = frozenset(
+    {
+        "A_Const",
+        "ParamRef",
+        "String",
+        "Integer",
+        "Float",
+        "Boolean",
+        "BitString",
+        "A_Star",
+        "TypeName",
+        "SQLValueFunction",
+        "RoleSpec",
+        "SetToDefault",
+        "CurrentOfExpr",
+        "MergeSupportFunc",
+    }
+)
+
+
+class Collector:
+    """Accumulates tables, columns, functions and flags for one statement."""
+
+    __slots__ = (
+        "analyze_text",
+        "columns",
+        "copy",
+        "dynamic_sql",
+        "fingerprint",
+        "flags",
+        "functions",
+        "handlers",
+        "has_where",
+        "inner",
+        "modifying_cte",
+        "normalized",
+        "reads",
+        "text",
+        "where_always_true",
+        "writes",
+    )
+
+    def __init__(
+        self,
+        text: str,
+        normalized: str,
+        fingerprint: str,
+        analyze_text: AnalyzeText,
+        handlers: Mapping[str, Handler],
+    ) -> None:
+        self.text = text
+        self.normalized = normalized
+        self.fingerprint = fingerprint
+        self.analyze_text = analyze_text
+        self.handlers = handlers
+        self.reads: dict[TableRef, None] = {}
+        self.writes: dict[TableRef, None] = {}
+        self.columns: dict[ColumnRef, None] = {}
+        self.functions: dict[str, None] = {}
+        self.flags: set[str] = set()
+        self.inner: list[StatementInfo] = []
+        self.modifying_cte = False
+        self.dynamic_sql = False
+        self.has_where: bool | None = None
+        self.where_always_true = False
+        self.copy: CopyInfo | None = None
+
+    # -- results -----------------------------------------------------------------------------
+
+    def read(self, table: TableRef) -> None:
+        self.reads[table] = None
+
+    def write(self, table: TableRef) -> None:
+        self.writes[table] = None
+
+    def column(self, name: str, clause: str, table: TableRef | None = None) -> None:
+        self.columns[ColumnRef(name=name, clause=clause, table=table)] = None
+
+    def build(self, kind: str, object_type: str | None) -> StatementInfo:
+        if self.dynamic_sql:
+            self.flags.add(flags.DYNAMIC_SQL)
+        return StatementInfo(
+            kind=kind,
+            text=self.text,
+            normalized=self.normalized,
+            fingerprint=self.fingerprint,
+            object_type=object_type,
+            tables_read=tuple(self.reads),
+            tables_written=tuple(self.writes),
+            columns=tuple(self.columns),
+            functions=tuple(self.functions),
+            has_where=self.has_where,
+            where_always_true=self.where_always_true,
+            modifying_cte=self.modifying_cte,
+            copy=self.copy,
+            dynamic_sql=self.dynamic_sql,
+            flags=frozenset(self.flags),
+            inner=tuple(self.inner),
+        )
+
+    def absorb(self, info: StatementInfo, with_columns: bool) -> None:
+        """Make an inner statement's facts the outer statement's too, so that a policy reading
+        only the outer statement still sees what the inner one touches."""
+        for table in info.tables_read:
+            self.reads[table] = None
+        for table in info.tables_written:
+            self.writes[table] = None
+        for name in info.functions:
+            self.functions[name] = None
+        if with_columns:
+            for ref in info.columns:
+                self.columns[ref] = None
+        self.flags |= info.flags
+        self.dynamic_sql = self.dynamic_sql or info.dynamic_sql
+        self.modifying_cte = self.modifying_cte or info.modifying_cte
+
+    def add_inner(self, info: StatementInfo, with_columns: bool = True) -> None:
+        self.inner.append(info)
+        self.absorb(info, with_columns)
+
+    def unanalyzable(self) -> None:
+        """Code Bastion cannot read: assume it can do anything."""
+        self.flags.add(flags.UNANALYZABLE_BODY)
+        self.dynamic_sql = True
+
+    # -- statements --------------------------------------------------------------------------
+
+    def statement(self, node: Node, scope: Scope | None = None) -> tuple[str, str | None]:
+        """Walk one statement node; return its (kind, object_type)."""
+        unwrapped = unwrap(node)
+        if unwrapped is None:
+            self.flags.add(flags.UNCLASSIFIED)
+            self.expr(node, OTHER, scope)
+            return OTHER_KIND, None
+        node_type, body = unwrapped
+        kind, object_type = classify(node_type, body)
+        if kind == OTHER_KIND:
+            self.flags.add(flags.UNCLASSIFIED)
+        handler = self.handlers.get(node_type)
+        if handler is not None:
+            handler(self, body, scope)
+        else:
+            self.walk_fields(body, OTHER, scope)
+        return kind, object_type
+
+    def sub_statement(self, node: Node, scope: Scope | None) -> StatementInfo:
+        """A statement nested in this one's tree (a data-modifying CTE, a rule action, ...):
+        analyzed on its own, listed in `inner`, and folded into this statement."""
+        child = Collector(
+            self.text, self.normalized, self.fingerprint, self.analyze_text, self.handlers
+        )
+        kind, object_type = child.statement(node, scope)
+        info = child.build(kind, object_type)
+        self.add_inner(info)
+        return info
+
+    def sql_text(self, sql: str, as_inner: bool = True) -> tuple[StatementInfo, ...]:
+        """Analyze SQL found as text (a function body, a literal given to EXECUTE): each
+        statement is folded into this one and, when `as_inner`, listed in `inner`."""
+        infos = self.analyze_text(sql)
+        for info in infos:
+            if info.kind == UNKNOWN:
+                continue
+            if as_inner:
+                self.add_inner(info, with_columns=False)
+            else:
+                self.absorb(info, with_columns=False)
+        return infos
+
+    # -- SELECT ------------------------------------------------------------------------------
+
+    def select(self, body: Node, parent: Scope | None) -> Scope:
+        scope = Scope(parent=parent)
+        with_clause = body.get("withClause")
+        if isinstance(with_clause, dict):
+            self.with_clause(with_clause, scope)
+        if body.get("op", "SETOP_NONE") != "SETOP_NONE":
+            for arm in ("larg", "rarg"):
+                arm_body = body.get(arm)
+                if isinstance(arm_body, dict):
+                    self.select(arm_body, scope)
+            self._order_and_limit(body, scope)
+            return scope
+        into = body.get("intoClause")
+        if isinstance(into, dict) and isinstance(into.get("rel"), dict):
+            self.write(table_from_range_var(into["rel"]))
+        values = body.get("valuesLists")
+        if values:
+            self.expr(values, VALUES, scope)
+        for item in body.get("fromClause") or ():
+            self.from_item(item, scope)
+        for target in body.get("targetList") or ():
+            res = body_of(target, "ResTarget")
+            if res is None:
+                self.expr(target, PROJECTION, scope)
+                continue
+            if res.get("name"):
+                scope.output_names.add(str(res["name"]))
+            self.expr(res.get("val"), PROJECTION, scope)
+        self.expr(body.get("whereClause"), WHERE, scope)
+        self.expr(body.get("groupClause"), columns.GROUP, scope)
+        self.expr(body.get("havingClause"), columns.HAVING, scope)
+        for window in body.get("windowClause") or ():
+            window_body = body_of(window, "WindowDef")
+            if window_body is not None:
+                self.window(window_body, scope)
+        self.expr(body.get("distinctClause"), OTHER, scope)
+        self._order_and_limit(body, scope)
+        # lockingClause (FOR UPDATE OF a, b) names aliases already in FROM: nothing new.
+        return scope
+
+    def _order_and_limit(self, body: Node, scope: Scope) -> None:
+        self.expr(body.get("sortClause"), ORDER, scope)
+        self.expr(body.get("limitCount"), OTHER, scope)
+        self.expr(body.get("limitOffset"), OTHER, scope)
+
+    def window(self, window: Node, scope: Scope | None) -> None:
+        self.expr(window.get("partitionClause"), WINDOW, scope)
+        self.expr(window.get("orderClause"), WINDOW, scope)
+        self.expr(window.get("startOffset"), WINDOW, scope)
+        self.expr(window.get("endOffset"), WINDOW, scope)
+
+    def with_clause(self, with_clause: Node, scope: Scope) -> None:
+        ctes = [body_of(cte, "CommonTableExpr") for cte in with_clause.get("ctes") or ()]
+        if with_clause.get("recursive"):
+            # WITH RECURSIVE: every name in the list is visible to every member, itself too.
+            for cte in ctes:
+                if cte is not None:
+                    scope.ctes.add(str(cte.get("ctename", "")))
+        for cte in ctes:
+            if cte is None:
+                continue
+            query = cte.get("ctequery")
+            query_type = unwrap(query) if isinstance(query, dict) else None
+            if query_type is not None and query_type[0] == "SelectStmt":
+                self.select(query_type[1], scope)
+            elif isinstance(query, dict):
+                if query_type is not None and query_type[0] in (
+                    "InsertStmt",
+                    "UpdateStmt",
+                    "DeleteStmt",
+                    "MergeStmt",
+                ):
+                    self.modifying_cte = True
+                self.sub_statement(query, scope)
+            # A plain WITH's member sees only the members before it.
+            scope.ctes.add(str(cte.get("ctename", "")))
+
+    # -- FROM --------------------------------------------------------------------------------
+
+    def from_item(self, item: Any, scope: Scope) -> list[Relation]:
+        """Walk one FROM item, add the relations it brings into `scope`, return them."""
+        unwrapped = unwrap(item) if isinstance(item, dict) else None
+        if unwrapped is None:
+            self.expr(item, OTHER, scope)
+            return []
+        node_type, body = unwrapped
+        if node_type == "RangeVar":
+            relation = self.range_var(body, scope)
+        elif node_type == "JoinExpr":
+            return self._join(body, scope)
+        elif node_type == "RangeSubselect":
+            self.expr(body.get("subquery"), OTHER, scope)
+            relation = Relation(alias_name(body) or "", None, aliased=True)
+        elif node_type == "RangeFunction":
+            relation = self._range_function(body, scope)
+        elif node_type == "RangeTableSample":
+            sampled = self.from_item(body.get("relation"), scope)
+            self.expr(body.get("args"), OTHER, scope)
+            self.expr(body.get("repeatable"), OTHER, scope)
+            return sampled
+        else:  # RangeTableFunc (XMLTABLE), JsonTable, and anything newer
+            self.walk_fields(body, OTHER, scope, skip=("alias",))
+            relation = Relation(alias_name(body) or "", None, aliased=True)
+        scope.relations.append(relation)
+        return [relation]
+
+    def range_var(self, body: Node, scope: Scope | None) -> Relation:
+        """A relation named in FROM: a CTE when an unqualified name matches one in scope,
+        else a table, which is reported as read."""
+        alias = alias_name(body)
+        name = str(body.get("relname", ""))
+        qualified = bool(body.get("schemaname") or body.get("catalogname"))
+        if not qualified and scope is not None and scope.is_cte(name):
+            return Relation(alias or name, None, aliased=alias is not None)
+        table = table_from_range_var(body)
+        self.read(table)
+        return Relation(alias or table.name, table, aliased=alias is not None)
+
+    def _join(self, body: Node, scope: Scope) -> list[Relation]:
+        left = self.from_item(body.get("larg"), scope)
+        right = self.from_item(body.get("rarg"), scope)
+        for name in strings(body.get("usingClause")):
+            for side in (left, right):
+                self.column(name, JOIN, side[0].table if len(side) == 1 else None)
+        self.expr(body.get("quals"), JOIN, scope)
+        alias = alias_name(body)
+        if alias:
+            scope.relations.append(Relation(alias, None, aliased=True, qualified_only=True))
+        return left + right
+
+    def _range_function(self, body: Node, scope: Scope) -> Relation:
+        name = ""
+        for entry in body.get("functions") or ():
+            items = list_items(entry)
+            if items:
+                self.expr(items[0], OTHER, scope)
+                call = body_of(items[0], "FuncCall")
+                if call is not None and not name:
+                    name = function_name(call)[1]
+        alias = alias_name(body)
+        return Relation(alias or name, None, aliased=True)
+
+    # -- expressions -------------------------------------------------------------------------
+
+    def expr(self, value: Any, clause: str, scope: Scope | None) -> None:
+        """Walk an expression (or any part of a tree) for columns, functions, subqueries,
+        relations and nested statements."""
+        # The hot path of analysis: plain type checks and one dict lookup per node.
+        kind = type(value)
+        if kind is list:
+            for item in value:
+                if type(item) is dict or type(item) is list:
+                    self.expr(item, clause, scope)
+            return
+        if kind is not dict:
+            return
+        if len(value) == 1:
+            ((node_type, body),) = value.items()
+            if node_type in _LEAVES:
+                return
+            visit = _VISITORS.get(node_type)
+            if visit is not None:
+                visit(self, body, clause, scope)
+                return
+            if type(body) is dict and node_type[:1].isupper():
+                if is_statement(node_type):
+                    self.sub_statement(value, scope)
+                else:
+                    self.walk_fields(body, clause, scope)
+                return
+        if "relname" in value:  # an unwrapped RangeVar in a field not handled elsewhere
+            self.read(table_from_range_var(value))
+            return
+        self.walk_fields(value, clause, scope)
+
+    def _column_ref(self, body: Node, clause: str, scope: Scope | None) -> None:
+        for ref in columns.resolve(body.get("fields", ()), clause, scope):
+            self.columns[ref] = None
+
+    def _sub_link(self, body: Node, clause: str, scope: Scope | None) -> None:
+        self.expr(body.get("testexpr"), clause, scope)
+        self.expr(body.get("subselect"), OTHER, scope)
+
+    def _select_node(self, body: Node, clause: str, scope: Scope | None) -> None:
+        self.select(body, scope)
+
+    def _range_var_node(self, body: Node, clause: str, scope: Scope | None) -> None:
+        self.range_var(body, scope)
+
+    def walk_fields(
+        self, body: Node, clause: str, scope: Scope | None, skip: tuple[str, ...] = ()
+    ) -> None:
+        for key, child in body.items():
+            if (type(child) is dict or type(child) is list) and key not in skip:
+                self.expr(child, clause, scope)
+
+    def func_call(self, body: Node, clause: str, scope: Scope | None) -> None:
+        name, base = function_name(body)
+        if name:
+            self.functions[name] = None
+        args = body.get("args") or []
+        facts = call_facts(base, args)
+        if facts is not None:
+            self.flags |= facts.flags
+            self.dynamic_sql = self.dynamic_sql or facts.dynamic_sql
+            for literal in facts.sql_literals:
+                self.sql_text(literal)
+        self.expr(args, clause, scope)
+        self.expr(body.get("agg_order"), clause, scope)
+        self.expr(body.get("agg_filter"), clause, scope)
+        over = body.get("over")
+        if isinstance(over, dict):
+            self.window(over, scope)
+
+
+_VISITORS: dict[str, Callable[[Collector, Node, str, Scope | None], None]] = {
+    "ColumnRef": Collector._column_ref,
+    "FuncCall": Collector.func_call,
+    "SubLink": Collector._sub_link,
+    "SelectStmt": Collector._select_node,
+    "RangeVar": Collector._range_var_node,
+}
