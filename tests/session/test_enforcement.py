@@ -98,6 +98,16 @@ def test_denied_query_is_replaced_by_a_certain_failure(machine: RelayMachine, si
     ]
 
 
+def test_denied_parse_whose_failure_surfaces_at_bind(machine: RelayMachine) -> None:
+    # An unnamed statement is planned at Bind, so the injected failure may fail there.
+    feed_client(machine, frontend.encode_parse("", "DROP TABLE t") + frontend.encode_sync())
+    seen = feed_server(
+        machine, PARSE_OK + SERVER_FAILURE + backend.encode_ready_for_query(ord("I"))
+    )
+    assert [chr(t) for t, _ in _messages(seen)] == ["E", "Z"]
+    assert _errors(seen)[0]["M"].startswith("bastion: no-drops:")
+
+
 def test_approval_required_is_refused_with_its_approvers(machine: RelayMachine) -> None:
     feed_client(machine, frontend.encode_query("DO $$ BEGIN NULL; END $$"))
     seen = feed_server(machine, SERVER_FAILURE + backend.encode_ready_for_query(ord("I")))

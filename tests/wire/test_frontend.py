@@ -518,3 +518,13 @@ def test_bind_names_agree_with_the_full_decoder(portal: str, statement: str) -> 
 def test_bind_names_of_a_truncated_bind() -> None:
     with pytest.raises(WireFormatError):
         decode_bind_names(b"portal\x00statement-without-end")
+
+
+@pytest.mark.parametrize("cut", [1, 5, 9, 12])
+def test_bind_names_check_the_whole_structure(cut: int) -> None:
+    body = encode_bind("p", "s", (b"12345", None), (0,), (1, 0))[5:]
+    assert decode_bind_names(body) == ("p", "s")
+    with pytest.raises(WireFormatError):
+        decode_bind_names(body[:-cut])
+    with pytest.raises(WireFormatError):
+        decode_bind_names(body + b"\x00")

@@ -450,12 +450,15 @@ class RelayMachine:
             return None
         if head.op == F_SYNC:
             return None  # e.g. a COMMIT failing at Sync; ReadyForQuery follows
-        # Extended protocol: the server now skips everything up to the next Sync.
+        # Extended protocol: the server now skips everything up to the next Sync. When the
+        # error comes from a failure Bastion injected for a denial (at its Bind or Execute),
+        # the client gets the denial instead.
         replacement: bytes | None = None
+        caused_by_denial = head.injected
         first = True
         while self._pending and self._pending[0].op not in _ENDS_AT_READY:
             entry = self._pending.popleft()
-            if entry.denial is not None and first:
+            if entry.denial is not None and caused_by_denial and replacement is None:
                 replacement = entry.denial
                 self._statement_done(entry, "denied", sqlstate=DENIAL_SQLSTATE)
             elif entry.op == F_EXECUTE:

@@ -89,22 +89,50 @@ def decode_parse(body: bytes | memoryview) -> Parse:
 
 
 def decode_bind_names(body: bytes | memoryview) -> tuple[str, str]:
-    """Only the portal and statement names of a Bind: what routing a reply needs, without
-    copying the parameters. The server validates the rest."""
-    data = bytes(body[:512]) if len(body) > 512 else bytes(body)
+    """The portal and statement names of a Bind, after checking the whole message's structure
+    without copying its parameter values (what routing a reply needs, at less cost)."""
+    data = bytes(body) if isinstance(body, memoryview) else body
+    end = len(data)
     first = data.find(b"\x00")
     second = data.find(b"\x00", first + 1) if first >= 0 else -1
     if second < 0:
-        return _bind_names_slow(body)
+        raise WireFormatError("string is not NUL-terminated")
     try:
-        return data[:first].decode(), data[first + 1 : second].decode()
+        portal, statement = data[:first].decode(), data[first + 1 : second].decode()
     except UnicodeDecodeError:
         raise WireFormatError("string is not valid UTF-8") from None
+    pos = second + 1
+    try:
+        (formats,) = _UINT16.unpack_from(data, pos)
+        for code in struct.unpack_from(f"!{formats}h", data, pos + 2):
+            if code not in (0, 1):
+                raise WireFormatError(f"invalid format code {code} in Bind")
+        pos += 2 + 2 * formats
+        (count,) = _UINT16.unpack_from(data, pos)
+        if formats not in (0, 1, count):
+            raise WireFormatError("Bind format codes do not match its parameters")
+        pos += 2
+        for _ in range(count):
+            (size,) = _INT32.unpack_from(data, pos)
+            if size < -1:
+                raise WireFormatError("invalid parameter length in Bind")
+            pos += 4 + max(size, 0)
+        (results,) = _UINT16.unpack_from(data, pos)
+        for code in struct.unpack_from(f"!{results}h", data, pos + 2):
+            if code not in (0, 1):
+                raise WireFormatError(f"invalid format code {code} in Bind")
+        pos += 2 + 2 * results
+    except struct.error:
+        raise WireFormatError("message body is truncated") from None
+    if pos != end:
+        raise WireFormatError(
+            "trailing bytes in Bind" if pos < end else "message body is truncated"
+        )
+    return portal, statement
 
 
-def _bind_names_slow(body: bytes | memoryview) -> tuple[str, str]:
-    reader = BodyReader(body)
-    return reader.cstring(), reader.cstring()
+_UINT16 = struct.Struct("!H")
+_INT32 = struct.Struct("!i")
 
 
 def decode_bind(body: bytes | memoryview) -> Bind:
