@@ -23,7 +23,8 @@ from bastion.datadir import DataDir
 from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
 from bastion.identity.users_file import UsersFile
-from bastion.pipeline.stages import AllowAllDecider, PglastAnalyzer
+from bastion.pipeline.stages import PglastAnalyzer
+from bastion.policy import PolicyEngine, PolicyHolder, policy_from_mapping, watch_policy
 from bastion.session.client import ClientProtocol
 from bastion.session.gateway import Gateway, ListenerSettings, SessionLimits
 from bastion.session.tls import (
@@ -63,6 +64,16 @@ def _target_runtime(config: BastionConfig, target: Target) -> TargetRuntime:
     )
 
 
+DEFAULT_POLICY = {"version": 1, "default_effect": "allow"}
+
+
+def build_decider(config: BastionConfig) -> PolicyHolder | PolicyEngine:
+    """The policy file's holder, or without one the built-in policy: allow, guardrails on."""
+    if config.policy is not None:
+        return PolicyHolder(config.policy)
+    return PolicyEngine(policy_from_mapping(DEFAULT_POLICY, source="<built-in policy>"))
+
+
 def build_gateway(config: BastionConfig, data_dir: DataDir) -> Gateway:
     identities = config.identities
     users_file = UsersFile(_under(data_dir.path, identities.users_file))
@@ -75,7 +86,7 @@ def build_gateway(config: BastionConfig, data_dir: DataDir) -> Gateway:
         directory=directory,
         rate_limiter=AuthRateLimiter(max_failures=limits.auth_failures_per_minute),
         analyzer=PglastAnalyzer(),
-        decider=AllowAllDecider(),
+        decider=build_decider(config),
         audit=JsonLogSink(),
         limits=SessionLimits(
             startup_timeout=limits.startup_timeout_seconds,
@@ -120,6 +131,7 @@ class RunningBastion:
     gateway: Gateway
     servers: list[asyncio.Server] = field(default_factory=list)
     admin: AdminServer | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def accepting(self) -> bool:
@@ -135,6 +147,8 @@ class RunningBastion:
         return found
 
     async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
         if self.admin is not None:
             await self.admin.stop()
         for server in self.servers:
@@ -158,6 +172,15 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
                 backlog=1024,
             )
             running.servers.append(server)
+        decider = gateway.decider
+        if isinstance(decider, PolicyHolder):
+            running.tasks.append(loop.create_task(watch_policy(decider, asyncio.sleep)))
+            if hasattr(signal, "SIGHUP"):
+                loop.add_signal_handler(signal.SIGHUP, decider.reload)
+            log.info(
+                "policy loaded",
+                extra={"fields": {"policy": str(decider.path), "version": decider.version}},
+            )
         admin = config.listeners.admin
         if admin is not None:
             running.admin = AdminServer(build_admin_app(running), admin.host, admin.port)

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "bastion.cli.demo",
     "bastion.cli.config_cmd",
     "bastion.cli.users",
+    "bastion.cli.policy",
 )
 
 

@@ -10,6 +10,7 @@ applies the fail-closed rule.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ from functools import lru_cache
 from typing import Any
 
 import cel
+
+# The CEL library logs every failing custom-function call to its `cel` logger; without a
+# handler anywhere, Python would print those to stderr. The failure is an evaluation error the
+# engine handles (and explain reports), so it needs no stray line of its own.
+logging.getLogger("cel").addHandler(logging.NullHandler())
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -145,7 +151,7 @@ def _dry_run(condition: Condition, variables: frozenset[str]) -> None:
     Only "undefined" errors count: anything else may depend on the values of a real statement.
     """
     sample = {name: value for name, value in SAMPLE_VALUES.items() if name in variables}
-    outcome = condition.evaluate(cel.Context(variables=sample, functions=FUNCTIONS))
+    outcome = condition.evaluate(cel.Context(variables=sample, functions=dict(FUNCTIONS)))
     if outcome.error is None:
         return
     match = _UNDEFINED_RE.search(outcome.error)
