@@ -61,6 +61,7 @@ def test_demo_serves_the_sample_and_cleans_up(tmp_path: Path) -> None:
                 f"host=127.0.0.1 port={port} user={user} password={password} dbname=demo"
             ) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
+        _check_demo_policy(port)
         ca = tmp_path / "data" / "tls" / "ca.crt"
         with psycopg.connect(
             dsn.replace("127.0.0.1", "localhost") + f" sslmode=verify-full sslrootcert={ca}"
@@ -78,3 +79,26 @@ def test_demo_serves_the_sample_and_cleans_up(tmp_path: Path) -> None:
     assert code == 0, log.read_text()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", upstream_port), timeout=1).close()
+
+
+def _check_demo_policy(port: int) -> None:
+    def dsn(user: str, password: str) -> str:
+        return f"host=127.0.0.1 port={port} user={user} password={password} dbname=demo"
+
+    with psycopg.connect(dsn("alice", "alice"), autocommit=True) as alice:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="bastion: "):
+            alice.execute("DELETE FROM orders WHERE id = 1")
+        assert alice.execute("SELECT count(*) FROM orders").fetchone() is not None
+    with psycopg.connect(dsn("reporting-agent", "agent"), autocommit=True) as agent:
+        notices: list[str] = []
+        agent.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        rows = agent.execute("SELECT g FROM generate_series(1, 5000) g").fetchall()
+        assert len(rows) == 1000
+        assert any("truncated to 1000" in n for n in notices)
+        assert agent.execute("SELECT current_user").fetchone() == ("bastion_readonly",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            agent.execute("UPDATE orders SET status = 'paid' WHERE id = 1")
+    with psycopg.connect(dsn("dana", "dana"), autocommit=True) as dana:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="requires approval"):
+            dana.execute("DROP TABLE payments")
+        dana.execute("UPDATE orders SET status = status WHERE id = 1")

@@ -26,6 +26,8 @@ from bastion.identity.users_file import UsersFile
 DEMO_TARGET = "demo"
 DEMO_DATABASE = "shop"
 UPSTREAM_ROLE = "bastion_app"
+READONLY_ROLE = "bastion_readonly"
+DEMO_POLICY = Path(__file__).with_name("policy.yaml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +68,15 @@ def prepare_demo(
     admin: tuple[str, int] | None = None,
 ) -> Demo:
     sample = load_sample(server.admin_dsn(), DEMO_DATABASE)
-    password = secrets.token_urlsafe(24)
-    _create_upstream_role(server, password)
     secret_file = data_dir.path / "demo-upstream.password"
-    _write_private(secret_file, password)
+    readonly_file = data_dir.path / "demo-readonly.password"
+    for role, path, writer in (
+        (UPSTREAM_ROLE, secret_file, True),
+        (READONLY_ROLE, readonly_file, False),
+    ):
+        password = secrets.token_urlsafe(24)
+        _create_upstream_role(server, role, password, writer=writer)
+        _write_private(path, password)
     users = UsersFile(data_dir.users_file)
     for user in DEMO_USERS:
         record = UserRecord(
@@ -91,12 +98,14 @@ def prepare_demo(
                     "port": server.port,
                     "database": DEMO_DATABASE,
                     "credentials": {
-                        "default": {"user": UPSTREAM_ROLE, "password": f"file:{secret_file}"}
+                        "default": {"user": UPSTREAM_ROLE, "password": f"file:{secret_file}"},
+                        "readonly": {"user": READONLY_ROLE, "password": f"file:{readonly_file}"},
                     },
                     "tls": "disable",
                     "labels": {"environment": "production"},
                 }
             ],
+            "policy": str(DEMO_POLICY),
             "logging": {"level": "info", "format": "json"},
         },
         source="<demo>",
@@ -104,14 +113,25 @@ def prepare_demo(
     return Demo(config, data_dir, sample, listen_host, listen_port)
 
 
-def _create_upstream_role(server: ThrowawayPostgres, password: str) -> None:
-    server.create_role(UPSTREAM_ROLE, password)
+def _create_upstream_role(
+    server: ThrowawayPostgres, name: str, password: str, *, writer: bool
+) -> None:
+    """An upstream role for Bastion; the database's own grants back up Bastion's decisions."""
+    server.create_role(name, password)
+    privileges = sql.SQL("ALL" if writer else "SELECT")
+    role = sql.Identifier(name)
     with psycopg.connect(server.admin_dsn(DEMO_DATABASE), autocommit=True) as conn:
-        role = sql.Identifier(UPSTREAM_ROLE)
-        conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
         for table in SAMPLE_TABLES:
-            conn.execute(sql.SQL("GRANT ALL ON TABLE {} TO {}").format(sql.Identifier(table), role))
-        conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
+            conn.execute(
+                sql.SQL("GRANT {} ON TABLE {} TO {}").format(
+                    privileges, sql.Identifier(table), role
+                )
+            )
+        if writer:
+            conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
+            conn.execute(
+                sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role)
+            )
 
 
 def _write_private(path: Path, text: str) -> None:
