@@ -23,6 +23,7 @@ from bastion.datadir import DataDir
 from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
 from bastion.identity.users_file import UsersFile
+from bastion.logs import log_writer
 from bastion.pipeline.stages import PglastAnalyzer
 from bastion.policy import PolicyEngine, PolicyHolder, policy_from_mapping, watch_policy
 from bastion.session.client import ClientProtocol
@@ -87,7 +88,7 @@ def build_gateway(config: BastionConfig, data_dir: DataDir) -> Gateway:
         rate_limiter=AuthRateLimiter(max_failures=limits.auth_failures_per_minute),
         analyzer=PglastAnalyzer(),
         decider=build_decider(config),
-        audit=JsonLogSink(),
+        audit=JsonLogSink(writer=log_writer()),
         limits=SessionLimits(
             startup_timeout=limits.startup_timeout_seconds,
             max_startup_packet=limits.max_startup_packet_bytes,
@@ -214,6 +215,9 @@ async def serve_until_stopped(
         log.info("stopping")
     finally:
         await running.close()
+        writer = log_writer()
+        if writer is not None:
+            writer.flush()
 
 
 def run_event_loop(main: Awaitable[None]) -> None:

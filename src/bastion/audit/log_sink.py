@@ -2,31 +2,53 @@
 
 Statement text is the normalized form (literals replaced by placeholders), so passwords in
 `ALTER ROLE ... PASSWORD '...'` or customer values in a WHERE clause never reach the log.
+
+With a LineWriter the sink renders the line itself and skips the logging machinery (this runs
+once per statement); without one it goes through the `bastion.audit` logger.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from typing import Any
 
+from bastion.logs import LineWriter, utc_timestamp
 from bastion.pipeline.events import ConnectionEvent, StatementEvent
 
 AUDIT_LOGGER = "bastion.audit"
 
 
 class JsonLogSink:
-    """Writes events through the `bastion.audit` logger; the JSON formatter renders them."""
+    """Writes events as JSON lines, directly to a LineWriter or through a logger."""
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, logger: logging.Logger | None = None, writer: LineWriter | None = None
+    ) -> None:
         self._logger = logger or logging.getLogger(AUDIT_LOGGER)
+        self._writer = writer
 
     def connection(self, event: ConnectionEvent) -> None:
-        if self._logger.isEnabledFor(logging.INFO):
-            self._logger.info("connection", extra={"fields": _fields(event)})
+        self._emit("connection", event)
 
     def statement(self, event: StatementEvent) -> None:
-        if self._logger.isEnabledFor(logging.INFO):
-            self._logger.info("statement", extra={"fields": _fields(event)})
+        self._emit("statement", event)
+
+    def _emit(self, message: str, event: ConnectionEvent | StatementEvent) -> None:
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
+        if self._writer is None:
+            self._logger.info(message, extra={"fields": _fields(event)})
+            return
+        line = {
+            "ts": utc_timestamp(time.time()),
+            "level": "info",
+            "logger": self._logger.name,
+            "msg": message,
+            **_fields(event),
+        }
+        self._writer.write_line(json.dumps(line, default=str, ensure_ascii=False))
 
 
 def _fields(event: ConnectionEvent | StatementEvent) -> dict[str, Any]:

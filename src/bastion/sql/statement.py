@@ -57,9 +57,9 @@ class StatementInfo:
     revoke, copy, set, reset, set_role, set_session_authorization, transaction, do, call,
     explain, prepare, execute, deallocate, declare, fetch, close, listen, unlisten, notify,
     vacuum, alter_system, load, show, discard, lock, other... (docs/statements.md lists them
-    all) and `unknown` when the statement could not be parsed (then `error` says why). `normalized` has every literal replaced by a
-    placeholder and is safe to log; `fingerprint` identifies statements that differ only in
-    their literals.
+    all) and `unknown` when the statement could not be parsed (then `error` says why).
+    `normalized` has every literal replaced by a placeholder and is safe to log;
+    `fingerprint` identifies statements that differ only in their literals.
     """
 
     kind: str
