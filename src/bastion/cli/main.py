@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "bastion.cli.config_cmd",
     "bastion.cli.users",
     "bastion.cli.policy",
+    "bastion.cli.audit",
 )
 
 

@@ -1,0 +1,320 @@
+"""SQLiteAuditStore: the embedded audit store, one SQLite file in WAL mode.
+
+One table holds the records: the searchable values (user, target, decision, rule, tables, kind,
+ts) in indexed columns next to the payload's canonical JSON text, which is exactly what was
+hashed. A one-row `chain_head` table holds the seq and hash the next record must follow, so
+deleting the newest records while Bastion runs leaves a visible gap instead of a silently
+shortened chain. The schema is created and upgraded by numbered migrations recorded in
+`schema_version`.
+
+Each thread gets its own connection (WAL lets readers run beside the writer). Appends take the
+write lock first (BEGIN IMMEDIATE), so processes sharing the file cannot fork the chain.
+`synchronous` is NORMAL in buffered mode (a power loss may lose the last transactions, never
+corrupt the file) and FULL in sync mode (a commit is on disk before it is acknowledged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bastion.audit.errors import AuditStoreError, ChainConflict
+from bastion.audit.record import (
+    GENESIS_HASH,
+    AuditRecord,
+    ChainHead,
+    indexed_fields,
+    load_payload,
+    ts_from_micros,
+    ts_to_micros,
+)
+from bastion.audit.store import PAGE_SIZE, Durability, SearchFilter, check_batch, like_escape
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+_T = TypeVar("_T")
+
+# Each entry upgrades the schema from version (index) to version (index + 1).
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE records (
+            seq INTEGER PRIMARY KEY,
+            ts_us INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            username TEXT,
+            target TEXT,
+            decision TEXT,
+            rule TEXT,
+            tables TEXT,
+            payload TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        "CREATE INDEX records_ts ON records (ts_us)",
+        "CREATE INDEX records_kind ON records (kind)",
+        "CREATE INDEX records_username ON records (username)",
+        "CREATE INDEX records_target ON records (target)",
+        "CREATE INDEX records_decision ON records (decision)",
+        "CREATE INDEX records_rule ON records (rule)",
+        """CREATE TABLE chain_head (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seq INTEGER NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        f"INSERT INTO chain_head (id, seq, hash) VALUES (1, 0, '{GENESIS_HASH}')",
+    ),
+)
+_COLUMNS = "seq, ts_us, kind, payload, prev_hash, hash"
+
+
+class SQLiteAuditStore:
+    """Audit records in the SQLite file at `path` (created unless `create` is False)."""
+
+    def __init__(
+        self, path: Path, *, durability: Durability = "buffered", create: bool = True
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise AuditStoreError(f"no audit store at {self.path}")
+            _create_private_file(self.path)
+        self._synchronous = "FULL" if durability == "sync" else "NORMAL"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        try:
+            self._run(self._migrate)
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteAuditStore({str(self.path)!r})"
+
+    # The protocol.
+
+    def head(self) -> ChainHead:
+        def query(conn: sqlite3.Connection) -> ChainHead:
+            row = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+            return ChainHead(int(row[0]), str(row[1]))
+
+        return self._run(query)
+
+    def append(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        check_batch(records)
+        rows = [_row(record) for record in records]
+
+        def write(conn: sqlite3.Connection) -> None:
+            with _write_transaction(conn):
+                seq, hash = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+                first = records[0]
+                if first.seq != seq + 1 or first.prev_hash != hash:
+                    raise ChainConflict(int(seq), str(hash))
+                conn.executemany(
+                    "INSERT INTO records (seq, ts_us, kind, username, target, decision, rule, "
+                    "tables, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                conn.execute(
+                    "UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1",
+                    (records[-1].seq, records[-1].hash),
+                )
+
+        self._run(write)
+
+    def last(self, kind: str | None = None) -> AuditRecord | None:
+        if kind is None:
+            return self._one(f"SELECT {_COLUMNS} FROM records ORDER BY seq DESC LIMIT 1", ())
+        return self._one(
+            f"SELECT {_COLUMNS} FROM records WHERE kind = ? ORDER BY seq DESC LIMIT 1", (kind,)
+        )
+
+    def get(self, seq: int) -> AuditRecord | None:
+        return self._one(f"SELECT {_COLUMNS} FROM records WHERE seq = ?", (seq,))
+
+    def iterate(
+        self, from_seq: int | None = None, to_seq: int | None = None
+    ) -> Iterator[AuditRecord]:
+        after = (from_seq if from_seq is not None else 1) - 1
+        upper = to_seq if to_seq is not None else 2**63 - 1
+        while True:
+            page = self._all(
+                f"SELECT {_COLUMNS} FROM records WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (after, upper, PAGE_SIZE),
+            )
+            yield from page
+            if len(page) < PAGE_SIZE:
+                return
+            after = page[-1].seq
+
+    def search(
+        self,
+        *,
+        user: str | None = None,
+        target: str | None = None,
+        decision: str | None = None,
+        rule: str | None = None,
+        table: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[AuditRecord]:
+        query = SearchFilter(user, target, decision, rule, table, kind, since, until)
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in query.equalities():
+            clauses.append(f"{column} = ?")
+            params.append(value)
+        if table is not None:
+            clauses.append("(tables LIKE ? ESCAPE '\\' OR tables LIKE ? ESCAPE '\\')")
+            name = like_escape(table)
+            params += [f"%\n{name}\n%", f"%.{name}\n%"]
+        if since is not None:
+            clauses.append("ts_us >= ?")
+            params.append(ts_to_micros(since))
+        if until is not None:
+            clauses.append("ts_us < ?")
+            params.append(ts_to_micros(until))
+        sql = f"SELECT {_COLUMNS} FROM records"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY seq DESC" if descending else " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._all(sql, tuple(params))
+
+    def prune(self, before_seq: int) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            with _write_transaction(conn):
+                return int(
+                    conn.execute("DELETE FROM records WHERE seq < ?", (before_seq,)).rowcount
+                )
+
+        return self._run(delete)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    # Connections and errors.
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        with self._lock:
+            if self._closed:
+                raise AuditStoreError(f"audit store {self.path} is closed")
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._connections.append(conn)
+        conn.text_factory = _decode_text
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        self._local.conn = conn
+        return conn
+
+    def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        try:
+            return operation(self._connection())
+        except sqlite3.Error as exc:
+            raise AuditStoreError(f"audit store {self.path}: {exc}") from exc
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> AuditRecord | None:
+        rows = self._all(sql, params)
+        return rows[0] if rows else None
+
+    def _all(self, sql: str, params: tuple[Any, ...]) -> list[AuditRecord]:
+        return self._run(lambda conn: [_record(row) for row in conn.execute(sql, params)])
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        with _write_transaction(conn):
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = int(row[0] or 0)
+            if version > SCHEMA_VERSION:
+                raise AuditStoreError(
+                    f"audit store {self.path} has schema version {version}; this Bastion "
+                    f"knows versions up to {SCHEMA_VERSION}",
+                    hint="upgrade Bastion, or point it at another audit store",
+                )
+            for target in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[target]:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target + 1,))
+
+
+def _decode_text(data: bytes) -> str:
+    """Text columns as stored: bytes that are not UTF-8 survive to fail their hash check."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _create_private_file(path: Path) -> None:
+    """An empty file readable by its owner only; SQLite gives its -wal and -shm the same mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise AuditStoreError(f"cannot create audit store {path}: {exc.strerror}") from exc
+
+
+@contextlib.contextmanager
+def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE (the write lock first, so the head read inside cannot go stale)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _row(record: AuditRecord) -> tuple[Any, ...]:
+    fields = indexed_fields(record.payload)
+    tables = "\n" + "\n".join(fields.tables) + "\n" if fields.tables else None
+    return (
+        record.seq,
+        ts_to_micros(record.ts),
+        record.kind,
+        fields.user,
+        fields.target,
+        fields.decision,
+        fields.rule,
+        tables,
+        record.canonical_payload,
+        record.prev_hash,
+        record.hash,
+    )
+
+
+def _record(row: tuple[Any, ...]) -> AuditRecord:
+    seq, ts_us, kind, payload_json, prev_hash, hash = row
+    return AuditRecord(
+        seq=int(seq),
+        ts=ts_from_micros(int(ts_us)),
+        kind=str(kind),
+        payload=load_payload(payload_json),
+        prev_hash=str(prev_hash),
+        hash=str(hash),
+        payload_json=str(payload_json),
+    )
