@@ -90,12 +90,13 @@ _StrictLoader.add_implicit_resolver(
 )
 
 
-def load_config(path: Path) -> BastionConfig:
-    """Read and validate the configuration file at `path`; raise ConfigError if it is invalid.
+SourceLines = dict[int, dict[Hashable, int]]
 
-    An empty file is a valid configuration with every default. Relative paths in the file are
-    taken from its directory, which the result keeps as `source_dir` for `file:` secrets.
-    """
+
+def read_yaml(path: Path) -> tuple[Any, SourceLines]:
+    """Read one YAML document the way every Bastion file is read: UTF-8, YAML 1.2 booleans,
+    duplicate keys refused, line numbers kept for error messages. Errors are ConfigErrors
+    that start with the file name."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -112,11 +113,21 @@ def load_config(path: Path) -> BastionConfig:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
     finally:
         loader.dispose()
+    return data, loader.lines
+
+
+def load_config(path: Path) -> BastionConfig:
+    """Read and validate the configuration file at `path`; raise ConfigError if it is invalid.
+
+    An empty file is a valid configuration with every default. Relative paths in the file are
+    taken from its directory, which the result keeps as `source_dir` for `file:` secrets.
+    """
+    data, lines = read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
-    return _validate(data, source, path.absolute().parent, loader.lines)
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    return _validate(data, str(path), path.absolute().parent, lines)
 
 
 def config_from_mapping(

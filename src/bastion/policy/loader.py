@@ -13,16 +13,14 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from bastion.config.loader import (
     MAX_REPORTED_ERRORS,
-    _describe_yaml_error,
     _format_loc,
     _line_of,
-    _StrictLoader,
+    read_yaml,
 )
 from bastion.errors import ConfigError
 from bastion.policy.model import Policy
@@ -30,25 +28,10 @@ from bastion.policy.model import Policy
 
 def load_policy(path: Path) -> Policy:
     """Read and validate the policy file at `path`; raise ConfigError if it is invalid."""
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: not a UTF-8 text file") from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from exc
-    loader = _StrictLoader(text)
-    try:
-        data = loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        raise ConfigError(f"{source}: {_describe_yaml_error(exc)}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
-    finally:
-        loader.dispose()
+    data, lines = read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping with at least `version: 1`")
-    return _validate(data, source, loader.lines)
+        raise ConfigError(f"{path}: the top level must be a mapping with at least `version: 1`")
+    return _validate(data, str(path), lines)
 
 
 def policy_from_mapping(data: Mapping[str, Any], source: str = "<memory>") -> Policy:
