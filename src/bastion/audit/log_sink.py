@@ -29,6 +29,11 @@ class JsonLogSink:
         self._logger = logger or logging.getLogger(AUDIT_LOGGER)
         self._writer = writer
 
+    @property
+    def records_statements(self) -> bool:
+        """False when statement events would be thrown away: callers can skip building them."""
+        return self._logger.isEnabledFor(logging.INFO)
+
     def connection(self, event: ConnectionEvent) -> None:
         self._emit("connection", event)
 
@@ -49,6 +54,20 @@ class JsonLogSink:
             **_fields(event),
         }
         self._writer.write_line(json.dumps(line, default=str, ensure_ascii=False))
+
+
+_second: int = -1
+_second_text = ""
+
+
+def _timestamp() -> str:
+    # strftime is the costly part of a timestamp; it changes once a second.
+    global _second, _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second:
+        _second, _second_text = second, utc_timestamp(second)[:-5]
+    return f"{_second_text}.{int((now - second) * 1000):03d}Z"
 
 
 def _fields(event: ConnectionEvent | StatementEvent) -> dict[str, Any]:

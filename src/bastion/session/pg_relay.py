@@ -192,6 +192,7 @@ class RelayMachine:
         self._analyzer = analyzer
         self._decider = decider
         self._audit = audit
+        self._record_statements: bool = getattr(audit, "records_statements", True)
         self._pending: deque[_Pending] = deque()
         self._prepared: dict[str, _Prepared] = {}
         self._portals: dict[str, _Prepared] = {}
@@ -489,6 +490,9 @@ class RelayMachine:
         elif entry.statements:
             info = entry.statements[0]
         self.statement_count += 1
+        if not self._record_statements:
+            entry.started = now
+            return
         decision = entry.decision
         ctx = self.context
         self._audit.statement(
