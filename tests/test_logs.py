@@ -77,3 +77,22 @@ def test_the_sink_writes_the_same_line_with_or_without_the_writer() -> None:
         line.pop("ts")
     assert via_logging == fast
     assert fast["msg"] == "statement" and fast["user"] == "alice"
+
+
+def test_lines_logged_through_logging_are_written_at_once() -> None:
+    stream = CountingStream()
+    writer = LineWriter(stream)
+    handler = LineHandler(writer)
+    handler.setFormatter(JsonFormatter())
+    record = logging.LogRecord("bastion.x", logging.WARNING, __file__, 1, "refused", None, None)
+
+    async def inside_the_loop() -> None:
+        writer.write_line("queued statement line")
+        handler.emit(record)
+        assert stream.writes == 1  # both lines, in order, before the loop turns
+        await asyncio.sleep(0)
+
+    asyncio.run(inside_the_loop())
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "queued statement line"
+    assert json.loads(lines[1])["msg"] == "refused"

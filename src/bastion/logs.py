@@ -58,8 +58,12 @@ class LineWriter:
         self._pending: list[str] = []
         self._scheduled = False
 
-    def write_line(self, line: str) -> None:
+    def write_line(self, line: str, *, now: bool = False) -> None:
+        """Queue a line; `now` writes it (and anything queued before it) at once."""
         self._pending.append(line)
+        if now:
+            self.flush()
+            return
         if self._scheduled:
             return
         try:
@@ -84,7 +88,11 @@ class LineWriter:
 
 
 class LineHandler(logging.Handler):
-    """A logging handler that hands formatted records to a LineWriter."""
+    """A logging handler that hands formatted records to a LineWriter.
+
+    Records logged through `logging` are rare (startup, refusals, warnings) and are written at
+    once, so they reach the log before any reply the client gets; only the audit sink's
+    per-statement lines wait for the end of the loop turn."""
 
     def __init__(self, writer: LineWriter) -> None:
         super().__init__()
@@ -92,7 +100,7 @@ class LineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.writer.write_line(self.format(record))
+            self.writer.write_line(self.format(record), now=True)
         except Exception:
             self.handleError(record)
 
