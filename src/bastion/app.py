@@ -17,7 +17,12 @@ from pathlib import Path
 
 from bastion.admin.api import build_admin_app
 from bastion.admin.server import AdminServer
+from bastion.audit.fanout import FanoutSink
+from bastion.audit.keys import data_dir_signer, file_signer
 from bastion.audit.log_sink import JsonLogSink
+from bastion.audit.sink import AuditSinkAdapter
+from bastion.audit.store import open_store
+from bastion.audit.writer import AuditWriter
 from bastion.config.model import BastionConfig, PostgresListener, Target, TlsFiles
 from bastion.datadir import DataDir
 from bastion.identity.directory import IdentityDirectory
@@ -75,7 +80,34 @@ def build_decider(config: BastionConfig) -> PolicyHolder | PolicyEngine:
     return PolicyEngine(policy_from_mapping(DEFAULT_POLICY, source="<built-in policy>"))
 
 
-def build_gateway(config: BastionConfig, data_dir: DataDir) -> Gateway:
+def build_audit_writer(config: BastionConfig, data_dir: DataDir) -> AuditWriter | None:
+    """The audit record's writer thread, started; None when the record is switched off."""
+    settings = config.audit
+    if not settings.enabled:
+        return None
+    location: str | Path = settings.store
+    if not settings.store.startswith(("postgresql://", "postgres://")):
+        location = _under(data_dir.path, Path(settings.store))
+    store = open_store(location, schema=settings.schema_name)
+    signer = (
+        file_signer(settings.signing_key)
+        if settings.signing_key is not None
+        else data_dir_signer(data_dir)
+    )
+    writer = AuditWriter(
+        store,
+        signer,
+        queue_size=settings.queue_size,
+        batch_size=settings.batch_size,
+        checkpoint_every=settings.checkpoint_every,
+        checkpoint_seconds=settings.checkpoint_seconds,
+    )
+    return writer.start()
+
+
+def build_gateway(
+    config: BastionConfig, data_dir: DataDir, writer: AuditWriter | None = None
+) -> Gateway:
     identities = config.identities
     users_file = UsersFile(_under(data_dir.path, identities.users_file))
     directory = IdentityDirectory.from_sources(
@@ -88,7 +120,10 @@ def build_gateway(config: BastionConfig, data_dir: DataDir) -> Gateway:
         rate_limiter=AuthRateLimiter(max_failures=limits.auth_failures_per_minute),
         analyzer=PglastAnalyzer(),
         decider=build_decider(config),
-        audit=JsonLogSink(writer=log_writer()),
+        audit=FanoutSink(
+            [JsonLogSink(writer=log_writer()), *([AuditSinkAdapter(writer)] if writer else [])],
+            writer,
+        ),
         limits=SessionLimits(
             startup_timeout=limits.startup_timeout_seconds,
             max_startup_packet=limits.max_startup_packet_bytes,
@@ -133,6 +168,7 @@ class RunningBastion:
     servers: list[asyncio.Server] = field(default_factory=list)
     admin: AdminServer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    audit_writer: AuditWriter | None = None
 
     @property
     def accepting(self) -> bool:
@@ -157,11 +193,21 @@ class RunningBastion:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=5)
+        if self.audit_writer is not None:
+            writer, self.audit_writer = self.audit_writer, None
+            unwritten = await asyncio.get_running_loop().run_in_executor(None, writer.close)
+            if unwritten:
+                log.error(
+                    "audit records left unwritten at shutdown",
+                    extra={"fields": {"records": unwritten, "error": writer.last_error or ""}},
+                )
+            writer.store.close()
 
 
 async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
-    gateway = build_gateway(config, data_dir)
-    running = RunningBastion(gateway=gateway)
+    writer = build_audit_writer(config, data_dir)
+    gateway = build_gateway(config, data_dir, writer)
+    running = RunningBastion(gateway=gateway, audit_writer=writer)
     loop = asyncio.get_running_loop()
     try:
         for settings in listener_settings(config, data_dir):

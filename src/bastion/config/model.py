@@ -368,6 +368,51 @@ class Identities(BaseModel):
         return data_dir / self.users_file
 
 
+class Audit(BaseModel):
+    """The tamper-evident audit record (docs/audit.md)."""
+
+    model_config = MODEL_CONFIG
+
+    enabled: bool = Field(
+        default=True,
+        description="Keep the hash-chained audit record. When false, only the JSON log lines "
+        "remain.",
+    )
+    store: str = Field(
+        default="audit.db",
+        min_length=1,
+        description="Where records go: a SQLite file (relative paths are taken from the data "
+        "dir) or a postgresql:// URL for several Bastion instances sharing one record (put "
+        "the password in ~/.pgpass or PGPASSWORD, not in the URL).",
+    )
+    schema_name: str = Field(
+        default="bastion_audit", description="PostgreSQL store only: the schema of its tables."
+    )
+    queue_size: int = Field(
+        default=10000,
+        ge=1,
+        description="Records waiting for the writer at most. When it is full, new statements "
+        "are refused with a clear error until it drains: nothing is dropped.",
+    )
+    batch_size: int = Field(default=500, ge=1, description="Records written per transaction.")
+    checkpoint_every: int = Field(
+        default=1000, ge=1, description="A signed checkpoint after this many records."
+    )
+    checkpoint_seconds: float = Field(
+        default=60.0, gt=0, description="...or after this many seconds, whichever comes first."
+    )
+    signing_key: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) that signs checkpoints; default: generated in "
+        "the data dir (keys/audit-signing-key).",
+    )
+
+    @field_validator("signing_key")
+    @classmethod
+    def _resolve_signing_key(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve(value, info)
+
+
 class Limits(BaseModel):
     """Resource limits that protect Bastion from misbehaving or hostile clients."""
 
@@ -457,6 +502,7 @@ class BastionConfig(BaseModel):
         "changes. Without one, statements are allowed except where the built-in guardrails "
         "apply (targets labelled environment: production).",
     )
+    audit: Audit = Field(default_factory=Audit, description="The tamper-evident audit record.")
     limits: Limits = Field(default_factory=Limits, description="Resource limits.")
     logging: Logging = Field(default_factory=Logging, description="Log level and format.")
 

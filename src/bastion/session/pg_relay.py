@@ -213,6 +213,13 @@ class RelayMachine:
 
     def _decide(self, infos: tuple[StatementInfo, ...]) -> Decision:
         decision = self._decider.decide(self.context, infos)
+        if isinstance(decision, Allow) and not getattr(self._audit, "accepting", True):
+            # Fail closed: a statement whose record could not be kept does not run.
+            return Deny(
+                "audit.unavailable",
+                "the audit record cannot accept more records right now",
+                hint="retry in a moment; an operator should check the audit store",
+            )
         if (
             isinstance(decision, Allow)
             and (self.read_only or decision.obligations.read_only)
