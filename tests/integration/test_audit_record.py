@@ -64,6 +64,9 @@ def test_statements_are_recorded_and_the_chain_verifies(
     assert (
         "bob@example.com" not in text and "alice@example.com" not in text
     )  # literals never stored
+    by_table = _audit(proc, "search", "--table", "customers", "--json")
+    hits = [json.loads(line) for line in by_table.stdout.splitlines() if line.strip()]
+    assert len(hits) == 1 and "customers" in json.dumps(hits[0])
     connections = _audit(proc, "search", "--kind", "connection", "--json")
     assert '"audited"' in connections.stdout or "audited" in connections.stdout
 

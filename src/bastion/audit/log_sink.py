@@ -74,5 +74,5 @@ def _fields(event: ConnectionEvent | StatementEvent) -> dict[str, Any]:
     return {
         name: value
         for name in event.__slots__
-        if (value := getattr(event, name)) is not None and value != ""
+        if (value := getattr(event, name)) is not None and value != "" and value != ()
     }

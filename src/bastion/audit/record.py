@@ -210,7 +210,7 @@ def event_payload(event: ConnectionEvent | StatementEvent) -> tuple[str, dict[st
     payload: dict[str, Any] = {}
     for name in _field_names(type(event)):
         value = getattr(event, name)
-        if value is None or value == "":
+        if value is None or value == "" or value == ():
             continue
         payload[name] = list(value) if isinstance(value, tuple) else value
     return kind, payload

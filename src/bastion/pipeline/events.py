@@ -48,3 +48,5 @@ class StatementEvent:
     command_tag: str = ""
     rows: int | None = None
     duration_ms: float = 0.0
+    tables: tuple[str, ...] = ()  # every relation read or written, schema-qualified when written so
+    tables_written: tuple[str, ...] = ()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 
 from bastion.errors import ProtocolViolation
 from bastion.pipeline.context import ConnectionContext
@@ -518,9 +519,24 @@ class RelayMachine:
                 command_tag=tag,
                 rows=_row_count(tag),
                 duration_ms=round((now - entry.started) * 1000.0, 3),
+                tables=_tables(info),
+                tables_written=_written(info),
             )
         )
         entry.started = now
+
+
+@lru_cache(maxsize=4096)
+def _tables(info: StatementInfo | None) -> tuple[str, ...]:
+    if info is None:
+        return ()
+    names = dict.fromkeys(t.qualified for t in (*info.tables_read, *info.tables_written))
+    return tuple(names)
+
+
+@lru_cache(maxsize=4096)
+def _written(info: StatementInfo | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(t.qualified for t in info.tables_written)) if info else ()
 
 
 def _decision_name(decision: Decision) -> str:
