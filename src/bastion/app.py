@@ -29,6 +29,7 @@ from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
 from bastion.identity.users_file import UsersFile
 from bastion.logs import log_writer
+from bastion.observability.metrics import BastionMetrics, MetricsSink
 from bastion.pipeline.stages import PglastAnalyzer
 from bastion.policy import PolicyEngine, PolicyHolder, policy_from_mapping, watch_policy
 from bastion.session.client import ClientProtocol
@@ -106,7 +107,10 @@ def build_audit_writer(config: BastionConfig, data_dir: DataDir) -> AuditWriter 
 
 
 def build_gateway(
-    config: BastionConfig, data_dir: DataDir, writer: AuditWriter | None = None
+    config: BastionConfig,
+    data_dir: DataDir,
+    writer: AuditWriter | None = None,
+    metrics: BastionMetrics | None = None,
 ) -> Gateway:
     identities = config.identities
     users_file = UsersFile(_under(data_dir.path, identities.users_file))
@@ -121,7 +125,11 @@ def build_gateway(
         analyzer=PglastAnalyzer(),
         decider=build_decider(config),
         audit=FanoutSink(
-            [JsonLogSink(writer=log_writer()), *([AuditSinkAdapter(writer)] if writer else [])],
+            [
+                JsonLogSink(writer=log_writer()),
+                *([AuditSinkAdapter(writer)] if writer else []),
+                *([MetricsSink(metrics)] if metrics else []),
+            ],
             writer,
         ),
         limits=SessionLimits(
@@ -169,6 +177,7 @@ class RunningBastion:
     admin: AdminServer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     audit_writer: AuditWriter | None = None
+    metrics: BastionMetrics = field(default_factory=BastionMetrics)
 
     @property
     def accepting(self) -> bool:
@@ -206,8 +215,15 @@ class RunningBastion:
 
 async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
     writer = build_audit_writer(config, data_dir)
-    gateway = build_gateway(config, data_dir, writer)
-    running = RunningBastion(gateway=gateway, audit_writer=writer)
+    metrics = BastionMetrics()
+    gateway = build_gateway(config, data_dir, writer, metrics)
+    running = RunningBastion(gateway=gateway, audit_writer=writer, metrics=metrics)
+    metrics.bind_gauges(
+        active_sessions=lambda: gateway.active_sessions,
+        audit_queue_depth=(lambda: writer.queue_depth) if writer else None,
+        audit_lag_seconds=(lambda: writer.lag_seconds) if writer else None,
+        audit_healthy=(lambda: float(writer.healthy)) if writer else None,
+    )
     loop = asyncio.get_running_loop()
     try:
         for settings in listener_settings(config, data_dir):
@@ -230,7 +246,7 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
             )
         admin = config.listeners.admin
         if admin is not None:
-            running.admin = AdminServer(build_admin_app(running), admin.host, admin.port)
+            running.admin = AdminServer(build_admin_app(running, metrics), admin.host, admin.port)
             await running.admin.start()
     except BaseException:
         await running.close()

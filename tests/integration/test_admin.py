@@ -7,6 +7,7 @@ import urllib.request
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from bastion.demo.sample import SampleSummary
 from support.bastion import BastionProcess
@@ -41,3 +42,48 @@ def test_health_and_readiness(
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         assert proc.stop() == 0
+
+
+def _scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_count_what_happened(
+    tmp_path: Path, postgres_endpoint: PostgresEndpoint, shop_db: tuple[str, SampleSummary]
+) -> None:
+    proc = BastionProcess(
+        workdir=tmp_path,
+        targets=[shop_target(postgres_endpoint, shop_db[0])],
+        env=upstream_env(postgres_endpoint),
+        admin_port=0,
+    ).start()
+    try:
+        assert proc.admin_port
+        with psycopg.connect(proc.dsn(), autocommit=True) as conn:
+            for _ in range(5):
+                conn.execute("SELECT 1")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELEC 1")  # not understood: refused by analysis.unknown
+            during = _scrape(proc.admin_port)
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(proc.dsn(password="wrong"))
+        after = _scrape(proc.admin_port)
+    finally:
+        assert proc.stop() == 0
+    selects = 'bastion_statements_total{decision="allow",kind="select",outcome="ok",target="shop"}'
+    assert during[selects] == 5
+    assert during['bastion_denials_total{rule="analysis.unknown"}'] == 1
+    assert during["bastion_sessions_active"] == 1
+    assert after["bastion_sessions_active"] == 0
+    assert after['bastion_sessions_total{outcome="ok",target="shop"}'] == 1
+    assert after['bastion_sessions_total{outcome="refused",target="shop"}'] >= 1
+    assert after['bastion_statement_duration_seconds_count{target="shop"}'] >= 5
+    assert "bastion_audit_queue_depth" in after

@@ -196,7 +196,7 @@ class Listeners(BaseModel):
     )
     admin: AdminListener | None = Field(
         default=None,
-        description="The admin HTTP API (GET /healthz, GET /readyz). Off unless set.",
+        description="The admin HTTP API (GET /healthz, /readyz, /metrics). Off unless set.",
     )
 
     @field_validator("postgres")
