@@ -91,6 +91,8 @@ class MetricsSink:
 
     def __init__(self, metrics: BastionMetrics) -> None:
         self._m = metrics
+        # Resolving a labelled child is the costly part of counting; keep each one found.
+        self._statement_children: dict[tuple[str, str, str, str], Counter] = {}
 
     def connection(self, event: ConnectionEvent) -> None:
         if event.event == "disconnect":
@@ -100,7 +102,11 @@ class MetricsSink:
 
     def statement(self, event: StatementEvent) -> None:
         m = self._m
-        m.statements_total.labels(event.target, event.kind, event.decision, event.outcome).inc()
+        key = (event.target, event.kind, event.decision, event.outcome)
+        child = self._statement_children.get(key)
+        if child is None:
+            child = self._statement_children[key] = m.statements_total.labels(*key)
+        child.inc()
         if event.decision != "allow":
             m.denials_total.labels(event.rule).inc()
         elif event.outcome in ("ok", "suspended"):

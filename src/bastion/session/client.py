@@ -116,6 +116,7 @@ class ClientSession:
         )
         self._user = ""
         self._target_name = ""
+        self._application_name = ""
 
     @property
     def _local(self) -> bool:
@@ -307,6 +308,7 @@ class ClientSession:
             self._client.write(backend.encode_negotiate_protocol_version(0, protocol_extensions))
         options = parse_options(params.get("options", ""))
         self._target_name = params.get("database") or self._user
+        self._application_name = params.get("application_name", "")
         identity = await self._authenticate(options)
         target = self._gw.targets.get(self._target_name)
         if target is None:
@@ -560,7 +562,7 @@ class ClientSession:
                 groups=identity.groups if identity else (),
                 tls_version=self.tls_version,
                 proxy_peer=self.proxy_peer,
-                application_name=ctx.application_name if ctx else "",
+                application_name=ctx.application_name if ctx else self._application_name,
                 upstream_role=upstream.user if upstream else "",
                 duration_ms=round((time.monotonic() - self._started) * 1000, 1) if ended else None,
                 statements=self._machine.statement_count if ended and self._machine else None,

@@ -134,13 +134,24 @@ async def _negotiate_tls(target: TargetRuntime, protocol: PeerProtocol) -> str |
         )
     except (OSError, ValueError) as exc:
         raise UpstreamUnavailable(
-            f'could not connect to target "{target.name}": TLS handshake failed: {exc}'
+            f'could not connect to target "{target.name}": TLS handshake failed: {_tls_reason(exc)}'
         ) from exc
     if transport is None:
         raise PeerClosed("connection closed during TLS handshake")
     protocol.transport = transport
     ssl_object = transport.get_extra_info("ssl_object")
     return ssl_object.version() if ssl_object is not None else "TLS"
+
+
+def _tls_reason(exc: Exception) -> str:
+    """The readable part of an ssl error, without OpenSSL's source location."""
+    reason = getattr(exc, "reason", None)
+    detail = getattr(exc, "verify_message", None)
+    parts = [
+        *([reason.replace("_", " ").lower()] if isinstance(reason, str) and reason else []),
+        *([detail] if isinstance(detail, str) and detail else []),
+    ]
+    return ": ".join(parts) if parts else str(exc)
 
 
 async def _read(protocol: PeerProtocol) -> tuple[int, bytes]:
