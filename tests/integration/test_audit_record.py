@@ -43,7 +43,7 @@ def test_statements_are_recorded_and_the_chain_verifies(
         workdir=tmp_path,
         targets=[shop_target(postgres_endpoint, shop_db[0])],
         env=upstream_env(postgres_endpoint),
-        extra={"audit": {"checkpoint_every": 5}},
+        extra={"audit": {"enabled": True, "checkpoint_every": 5}},
     ).start()
     try:
         with psycopg.connect(proc.dsn(application_name="audited")) as conn:

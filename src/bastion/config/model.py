@@ -374,9 +374,10 @@ class Audit(BaseModel):
     model_config = MODEL_CONFIG
 
     enabled: bool = Field(
-        default=True,
-        description="Keep the hash-chained audit record. When false, only the JSON log lines "
-        "remain.",
+        default=False,
+        description="Keep the hash-chained audit record in addition to the JSON log lines. Off "
+        "by default for now: while its buffer is full, statements are refused rather than held "
+        "until it drains, and a busy proxy can fill it (holding them comes next).",
     )
     store: str = Field(
         default="audit.db",

@@ -106,6 +106,7 @@ def prepare_demo(
                 }
             ],
             "policy": str(DEMO_POLICY),
+            "audit": {"enabled": True},
             "logging": {"level": "info", "format": "json"},
         },
         source="<demo>",
