@@ -228,3 +228,20 @@ def test_same_table_name_in_another_schema(
     finally:
         with psycopg.connect(direct_dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP SCHEMA other CASCADE"))
+
+
+def test_fast_path_function_calls_are_stopped_in_production(
+    guarded: BastionProcess, victim: str, tmp_path: Path
+) -> None:
+    """psql's \\lo_import calls lo_creat and lowrite through FunctionCall messages, which
+    name functions by OID: on a production target the guardrail refuses them."""
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"payload")
+    result = subprocess.run(
+        ["psql", guarded.dsn(), "-X"],
+        input=f"\\lo_import '{blob}'\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "bastion: guardrail.function_call" in result.stderr, result.stderr

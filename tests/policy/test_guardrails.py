@@ -121,6 +121,10 @@ CASES: dict[str, tuple[list[StatementInfo], list[StatementInfo]]] = {
         [statement("load"), statement("other", flags=frozenset({"load"}))],
         [statement("set")],
     ),
+    "function_call": (
+        [statement("function_call", flags=frozenset({"fastpath"}))],
+        [statement("call"), statement("select", functions=("lo_creat",))],
+    ),
     "dynamic_sql": (
         [
             statement("do"),

@@ -298,6 +298,16 @@ register_guardrail(
 )
 register_guardrail(
     Guardrail(
+        "function_call",
+        "fast-path FunctionCall messages, which name a function by OID",
+        "fast-path function calls name their function by number, so Bastion cannot tell which "
+        "function would run",
+        "Call the function in a SQL statement (SELECT f(...)) so it can be checked.",
+        _kinds("function_call"),
+    )
+)
+register_guardrail(
+    Guardrail(
         "dynamic_sql",
         "DO blocks and dynamic SQL whose statements cannot be checked in advance",
         "DO blocks and dynamic SQL run statements Bastion cannot check in advance",
