@@ -53,7 +53,11 @@ class JsonLogSink:
             "msg": message,
             **_fields(event),
         }
-        self._writer.write_line(json.dumps(line, default=str, ensure_ascii=False))
+        # Connection events are rare and readers correlate them with what the client saw:
+        # write them at once. Statement lines wait for the end of the loop turn.
+        self._writer.write_line(
+            json.dumps(line, default=str, ensure_ascii=False), now=message == "connection"
+        )
 
 
 _second: int = -1
