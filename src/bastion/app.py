@@ -17,13 +17,23 @@ from pathlib import Path
 
 from bastion.admin.api import build_admin_app
 from bastion.admin.server import AdminServer
+from bastion.approvals.notify import Channel, Notifier
+from bastion.approvals.service import ApprovalService, ApprovalSettings
+from bastion.approvals.wiring import ApprovalRecorder, open_state_store
 from bastion.audit.fanout import FanoutSink
 from bastion.audit.keys import data_dir_signer, file_signer
 from bastion.audit.log_sink import JsonLogSink
+from bastion.audit.record import AuditEntry
 from bastion.audit.sink import AuditSinkAdapter
 from bastion.audit.store import open_store
 from bastion.audit.writer import AuditWriter
-from bastion.config.model import BastionConfig, PostgresListener, Target, TlsFiles
+from bastion.config.model import (
+    BastionConfig,
+    NotificationKind,
+    PostgresListener,
+    Target,
+    TlsFiles,
+)
 from bastion.datadir import DataDir
 from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
@@ -106,11 +116,92 @@ def build_audit_writer(config: BastionConfig, data_dir: DataDir) -> AuditWriter 
     return writer.start()
 
 
+def admin_base_url(config: BastionConfig) -> str | None:
+    """Where approvers reach the admin API, for links in notifications."""
+    if config.approvals.public_url:
+        return config.approvals.public_url.rstrip("/")
+    admin = config.listeners.admin
+    if admin is None:
+        return None
+    host = admin.host if admin.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{admin.port}"
+
+
+def build_approvals(
+    config: BastionConfig,
+    data_dir: DataDir,
+    writer: AuditWriter | None = None,
+    metrics: BastionMetrics | None = None,
+) -> tuple[ApprovalService, Notifier | None]:
+    """The approval service over the configured state store (not started), and the notifier
+    its recorder uses, if any notifications are configured."""
+    settings = config.approvals
+    store = open_state_store(config.state.store, data_dir.path, config.state.schema_name)
+    service = ApprovalService(
+        store,
+        ApprovalSettings(
+            hold_seconds=settings.hold_seconds,
+            expire_seconds=settings.expire_seconds,
+            grant_seconds=settings.grant_seconds,
+            poll_seconds=settings.poll_seconds,
+        ),
+    )
+
+    def submit(kind: str, payload: dict[str, object]) -> None:
+        assert writer is not None
+        entry = AuditEntry(kind, payload)
+        if not writer.submit(entry, _ignore_durable if writer.mode == "sync" else None):
+            raise RuntimeError("the audit record refused the event")
+
+    recorder = ApprovalRecorder(
+        submit=submit if writer is not None else None,
+        count_event=(lambda event: metrics.approval_events.labels(event).inc())
+        if metrics
+        else None,
+        count_delivery=(
+            lambda channel, ok: metrics.approval_notifications.labels(
+                channel, "delivered" if ok else "failed"
+            ).inc()
+        )
+        if metrics
+        else None,
+    )
+    channels = [
+        Channel(
+            name=f"{spec.kind}-{index}",
+            kind="slack" if spec.kind is NotificationKind.SLACK else "webhook",
+            url=spec.url,
+            secret=config.resolve_secret(spec.secret).encode() if spec.secret else None,
+            retries=spec.retries,
+            timeout=spec.timeout_seconds,
+        )
+        for index, spec in enumerate(settings.notifications, start=1)
+    ]
+    if channels:
+        base = admin_base_url(config)
+        links = None
+        if base is not None:
+
+            def links(request_id: int) -> tuple[str, str, str]:
+                page = f"{base}/approvals/{request_id}"
+                return page, f"{page}?action=approve", f"{page}?action=deny"
+
+        recorder.notifier = Notifier(channels, links=links, on_delivery=recorder.delivered)
+    service.add_listener(recorder)
+    return service, recorder.notifier
+
+
+def _ignore_durable(durable: bool) -> None:
+    """Approval events in sync mode: their durability does not gate any client reply."""
+
+
 def build_gateway(
     config: BastionConfig,
     data_dir: DataDir,
     writer: AuditWriter | None = None,
     metrics: BastionMetrics | None = None,
+    approvals: ApprovalService | None = None,
 ) -> Gateway:
     identities = config.identities
     users_file = UsersFile(_under(data_dir.path, identities.users_file))
@@ -139,6 +230,7 @@ def build_gateway(
             max_client_connections=limits.max_client_connections,
             write_buffer_high_water=limits.write_buffer_high_water_bytes,
         ),
+        approvals=approvals,
     )
 
 
@@ -178,6 +270,8 @@ class RunningBastion:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     audit_writer: AuditWriter | None = None
     metrics: BastionMetrics = field(default_factory=BastionMetrics)
+    approvals: ApprovalService | None = None
+    notifier: Notifier | None = None
 
     @property
     def accepting(self) -> bool:
@@ -202,6 +296,12 @@ class RunningBastion:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=5)
+        if self.approvals is not None:
+            approvals, self.approvals = self.approvals, None
+            await approvals.aclose()
+            if self.notifier is not None:
+                await self.notifier.aclose()
+            await asyncio.get_running_loop().run_in_executor(None, approvals.store.close)
         if self.audit_writer is not None:
             writer, self.audit_writer = self.audit_writer, None
             unwritten = await asyncio.get_running_loop().run_in_executor(None, writer.close)
@@ -216,10 +316,25 @@ class RunningBastion:
 async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
     writer = build_audit_writer(config, data_dir)
     metrics = BastionMetrics()
-    gateway = build_gateway(config, data_dir, writer, metrics)
-    running = RunningBastion(gateway=gateway, audit_writer=writer, metrics=metrics)
+    try:
+        approvals, notifier = build_approvals(config, data_dir, writer, metrics)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            writer.store.close()
+        raise
+    gateway = build_gateway(config, data_dir, writer, metrics, approvals)
+    running = RunningBastion(
+        gateway=gateway,
+        audit_writer=writer,
+        metrics=metrics,
+        approvals=approvals,
+        notifier=notifier,
+    )
+    approvals.start()
     metrics.bind_gauges(
         active_sessions=lambda: gateway.active_sessions,
+        approvals_waiting=lambda: approvals.waiting,
         audit_queue_depth=(lambda: writer.queue_depth) if writer else None,
         audit_lag_seconds=(lambda: writer.lag_seconds) if writer else None,
         audit_healthy=(lambda: float(writer.healthy)) if writer else None,

@@ -22,6 +22,7 @@ from bastion.pipeline.decision import (
 from bastion.pipeline.stages import PglastAnalyzer
 from bastion.session.pg_relay import (
     FORWARD,
+    HOLD,
     INJECTED_FAILURE,
     RelayMachine,
     Substitute,
@@ -108,11 +109,56 @@ def test_denied_parse_whose_failure_surfaces_at_bind(machine: RelayMachine) -> N
     assert _errors(seen)[0]["M"].startswith("bastion: no-drops:")
 
 
-def test_approval_required_is_refused_with_its_approvers(machine: RelayMachine) -> None:
-    feed_client(machine, frontend.encode_query("DO $$ BEGIN NULL; END $$"))
-    seen = feed_server(machine, SERVER_FAILURE + backend.encode_ready_for_query(ord("I")))
+def test_a_statement_needing_approval_is_held_then_runs_once_approved(
+    machine: RelayMachine, sink: Sink
+) -> None:
+    query = frontend.encode_query("DO $$ BEGIN NULL; END $$")
+    assert feed_client(machine, query) == [HOLD]
+    assert machine.held is not None and machine.held.text == "DO $$ BEGIN NULL; END $$"
+    assert machine.held.decision.approver_groups == ("dba",)
+    machine.resolve(Allow("do-needs-approval"), approval_id=7)
+    assert machine.held is None
+    assert feed_client(machine, query) == [FORWARD]
+    feed_server(machine, _frame(ord("C"), b"DO\x00") + backend.encode_ready_for_query(ord("I")))
+    (event,) = sink.statements
+    assert (event.outcome, event.approval_id, event.rule) == ("ok", 7, "do-needs-approval")
+
+
+def test_a_held_statement_that_is_denied_fails_with_the_approvers_reason(
+    machine: RelayMachine, sink: Sink
+) -> None:
+    query = frontend.encode_query("DO $$ BEGIN NULL; END $$")
+    feed_client(machine, query)
+    machine.resolve(Deny("approval", "request 7 denied by omar: not today"), approval_id=7)
+    (verdict,) = feed_client(machine, query)
+    assert isinstance(verdict, Substitute)
+    seen = feed_server(machine, SERVER_FAILURE + backend.encode_ready_for_query(ord("E")))
     (error,) = _errors(seen)
-    assert "requires approval" in error["M"] and "dba" in error["H"]
+    assert error["C"] == "42501" and "denied by omar: not today" in error["M"]
+    assert sink.statements[0].approval_id == 7
+
+
+def test_extended_protocol_holds_at_execute_with_the_parameters(machine: RelayMachine) -> None:
+    batch = (
+        frontend.encode_parse("", "DO $$ BEGIN NULL; END $$")
+        + frontend.encode_bind("", "", (b"42", None, b"\x01"), (0, 0, 1))
+        + frontend.encode_execute("", 0)
+    )
+    verdicts = feed_client(machine, batch)
+    assert verdicts == [FORWARD, FORWARD, HOLD]
+    assert machine.held is not None
+    assert machine.held.params == ("42", None, "\\x01 (binary, type 0)")
+    assert machine.held.protocol == "extended"
+
+
+def test_setting_the_reason_is_answered_by_bastion(machine: RelayMachine) -> None:
+    (verdict,) = feed_client(
+        machine, frontend.encode_query("SET bastion.reason = 'TICKET-123: cleanup'")
+    )
+    assert isinstance(verdict, Substitute) and b"TICKET" not in verdict.data
+    assert machine.reason == "TICKET-123: cleanup"
+    feed_client(machine, frontend.encode_query("RESET bastion.reason"))
+    assert machine.reason == ""
 
 
 def test_denied_parse_in_a_pipeline(machine: RelayMachine, sink: Sink) -> None:

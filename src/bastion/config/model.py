@@ -414,6 +414,95 @@ class Audit(BaseModel):
         return None if value is None else _resolve(value, info)
 
 
+class StateStore(BaseModel):
+    """Shared state: approval requests and admin API tokens (docs/approvals.md)."""
+
+    model_config = MODEL_CONFIG
+
+    store: str = Field(
+        default="state.db",
+        min_length=1,
+        description="A SQLite file (relative paths are taken from the data dir) or a "
+        "postgresql:// URL shared by several Bastion instances (put the password in ~/.pgpass "
+        "or PGPASSWORD, not in the URL).",
+    )
+    schema_name: str = Field(
+        default="bastion_state", description="PostgreSQL store only: the schema of its tables."
+    )
+
+
+class NotificationKind(StrEnum):
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+
+
+class Notification(BaseModel):
+    """Where Bastion announces new approval requests and their outcome."""
+
+    model_config = MODEL_CONFIG
+
+    kind: NotificationKind = Field(
+        default=NotificationKind.WEBHOOK,
+        description="webhook: a JSON document signed with HMAC-SHA256 (header "
+        "X-Bastion-Signature). slack: a Slack-compatible incoming-webhook message.",
+    )
+    url: str = Field(description="Where to POST. The URL itself is treated as a secret.")
+    secret: SecretRef | None = Field(
+        default=None,
+        description="webhook only: the HMAC key, as env:NAME or file:PATH. Required for "
+        "webhooks, so receivers can check that the message came from Bastion.",
+    )
+    retries: int = Field(
+        default=5, ge=0, le=20, description="Further attempts after a failed delivery."
+    )
+    timeout_seconds: float = Field(default=5.0, gt=0, description="Per attempt.")
+
+    @model_validator(mode="after")
+    def _webhooks_are_signed(self) -> Notification:
+        if self.kind is NotificationKind.WEBHOOK and self.secret is None:
+            raise ValueError("a webhook notification needs a secret to sign its messages")
+        return self
+
+
+class Approvals(BaseModel):
+    """Statements held for a human decision (docs/approvals.md)."""
+
+    model_config = MODEL_CONFIG
+
+    hold_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a session waits for a decision before its statement fails with "
+        "the still-pending request's id. A policy rule's approvers may set their own.",
+    )
+    expire_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="How long a request can be approved at all; then it expires.",
+    )
+    grant_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="After approval, how long the requester may run the same statement again "
+        "(once) when the session stopped waiting before the approval came.",
+    )
+    poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="How often a held session checks the shared store for a decision made "
+        "through another Bastion instance.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL of the admin API as approvers reach it, for the approve / deny "
+        "links in notifications (default: the admin listener's own address).",
+    )
+    notifications: list[Notification] = Field(
+        default_factory=list, description="Webhooks told about requests and decisions."
+    )
+
+
 class Limits(BaseModel):
     """Resource limits that protect Bastion from misbehaving or hostile clients."""
 
@@ -504,6 +593,12 @@ class BastionConfig(BaseModel):
         "apply (targets labelled environment: production).",
     )
     audit: Audit = Field(default_factory=Audit, description="The tamper-evident audit record.")
+    state: StateStore = Field(
+        default_factory=StateStore, description="Where approvals and admin tokens are kept."
+    )
+    approvals: Approvals = Field(
+        default_factory=Approvals, description="Holding statements for human approval."
+    )
     limits: Limits = Field(default_factory=Limits, description="Resource limits.")
     logging: Logging = Field(default_factory=Logging, description="Log level and format.")
 
@@ -558,6 +653,10 @@ class BastionConfig(BaseModel):
                 if credential.password is not None:
                     path = f"targets[{index}].credentials.{cred_name}.password"
                     found.append(SecretLocation(path, credential.password))
+        for index, notification in enumerate(self.approvals.notifications):
+            if notification.secret is not None:
+                path = f"approvals.notifications[{index}].secret"
+                found.append(SecretLocation(path, notification.secret))
         return found
 
     def resolve_secret(self, ref: str) -> str:

@@ -63,6 +63,24 @@ class BastionMetrics:
         self.audit_healthy = Gauge(
             "bastion_audit_store_healthy", "1 while the audit store accepts writes.", registry=r
         )
+        self.approval_events = Counter(
+            "bastion_approval_events",
+            "Approval request events: requested, voted, approved, denied, expired, withdrawn, "
+            "executed.",
+            ["event"],
+            registry=r,
+        )
+        self.approval_notifications = Counter(
+            "bastion_approval_notifications",
+            "Approval notifications by channel and outcome (delivered or failed).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.approvals_waiting = Gauge(
+            "bastion_approvals_waiting",
+            "Statements of this instance's sessions waiting for an approval decision now.",
+            registry=r,
+        )
 
     def bind_gauges(
         self,
@@ -70,9 +88,12 @@ class BastionMetrics:
         audit_queue_depth: Callable[[], float] | None = None,
         audit_lag_seconds: Callable[[], float] | None = None,
         audit_healthy: Callable[[], float] | None = None,
+        approvals_waiting: Callable[[], float] | None = None,
     ) -> None:
         """Read live state at scrape time."""
         self.sessions_active.set_function(active_sessions)
+        if approvals_waiting is not None:
+            self.approvals_waiting.set_function(approvals_waiting)
         if audit_queue_depth is not None:
             self.audit_queue_depth.set_function(audit_queue_depth)
         if audit_lag_seconds is not None:

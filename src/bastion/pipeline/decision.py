@@ -36,6 +36,7 @@ class Deny:
     rule: str
     reason: str
     hint: str | None = None
+    sqlstate: str = "42501"  # insufficient_privilege; 57014 when the client cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,9 @@ class RequireApproval:
     reason: str
     approver_groups: tuple[str, ...] = ()
     min_approvals: int = 1
+    hold_seconds: float | None = None  # None: the approvals settings decide
+    expire_seconds: float | None = None
+    obligations: Obligations = field(default=NO_OBLIGATIONS)  # once approved
 
 
 Decision = Allow | Deny | RequireApproval

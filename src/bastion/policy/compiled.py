@@ -82,11 +82,8 @@ def compile_rule(rule: Rule) -> CompiledRule:
         decision = Deny(rule.id, rule.reason or f"denied by policy rule {rule.id}", rule.hint)
     else:
         approvers = rule.approvers or Approvers()
-        decision = RequireApproval(
-            rule.id,
-            rule.reason or f"policy rule {rule.id} requires approval",
-            tuple(approvers.groups),
-            approvers.min,
+        decision = _require_approval(
+            rule.id, rule.reason or f"policy rule {rule.id} requires approval", approvers
         )
     return CompiledRule(
         id=rule.id,
@@ -97,6 +94,17 @@ def compile_rule(rule: Rule) -> CompiledRule:
         condition=None if rule.when is None else compile_condition(rule.when, STATEMENT_VARIABLES),
         decision=decision,
         obligations=obligations,
+    )
+
+
+def _require_approval(rule: str, reason: str, approvers: Approvers) -> RequireApproval:
+    return RequireApproval(
+        rule,
+        reason,
+        tuple(approvers.groups),
+        approvers.min,
+        hold_seconds=approvers.hold_seconds,
+        expire_seconds=approvers.expire_seconds,
     )
 
 
@@ -134,7 +142,7 @@ def compile_guardrails(policy: Policy) -> tuple[CompiledGuardrail, ...]:
             decision = Deny(rule, reason, hint)
         elif effect == Effect.REQUIRE_APPROVAL:
             approvers = (override.approvers if override else None) or settings.approvers
-            decision = RequireApproval(rule, reason, tuple(approvers.groups), approvers.min)
+            decision = _require_approval(rule, reason, approvers)
         compiled.append(
             CompiledGuardrail(guardrail, effect, override.enabled if override else None, decision)
         )

@@ -186,6 +186,18 @@ class Approvers(BaseModel):
         "accepts as an approver.",
     )
     min: int = Field(default=1, ge=1, description="How many distinct approvals are needed.")
+    hold_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long the session waits for the decision (default: approvals."
+        "hold_seconds in the configuration).",
+    )
+    expire_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long the request can be approved at all (default: approvals."
+        "expire_seconds in the configuration).",
+    )
 
 
 class RuleObligations(BaseModel):

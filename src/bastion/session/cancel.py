@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bastion.targets.runtime import TargetRuntime
@@ -23,18 +24,28 @@ class CancelEntry:
     client_key: bytes = field(repr=False)
     upstream_key: bytes = field(repr=False)
     target: TargetRuntime
+    # Called first; True means the session handled the cancel itself (it withdrew a statement
+    # waiting for approval) and the server must not be bothered.
+    intercept: Callable[[], bool] | None = None
 
 
 class CancelRegistry:
     def __init__(self) -> None:
         self._entries: dict[int, list[CancelEntry]] = {}
 
-    def register(self, process_id: int, upstream_key: bytes, target: TargetRuntime) -> CancelEntry:
+    def register(
+        self,
+        process_id: int,
+        upstream_key: bytes,
+        target: TargetRuntime,
+        intercept: Callable[[], bool] | None = None,
+    ) -> CancelEntry:
         entry = CancelEntry(
             process_id=process_id,
             client_key=secrets.token_bytes(CLIENT_KEY_BYTES),
             upstream_key=upstream_key,
             target=target,
+            intercept=intercept,
         )
         self._entries.setdefault(process_id, []).append(entry)
         return entry

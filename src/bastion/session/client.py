@@ -30,10 +30,11 @@ from bastion.identity.directory import Identity
 from bastion.pipeline.context import ConnectionContext
 from bastion.pipeline.decision import RefuseSession
 from bastion.pipeline.events import ConnectionEvent
+from bastion.session.approval_hold import ApprovalHold
 from bastion.session.cancel import CancelEntry
 from bastion.session.gateway import Gateway, ListenerSettings
 from bastion.session.peer import PeerClosed, PeerProtocol
-from bastion.session.pg_relay import TERMINATE, RelayDesync, RelayMachine, Substitute
+from bastion.session.pg_relay import HOLD, TERMINATE, RelayDesync, RelayMachine, Substitute
 from bastion.session.relay import FramedRelay
 from bastion.session.startup_options import StartupOptions, parse_options
 from bastion.session.upstream import UpstreamSession, connect_upstream, send_cancel
@@ -100,6 +101,7 @@ class ClientSession:
         self._client = client
         self._upstream: UpstreamSession | None = None
         self._machine: RelayMachine | None = None
+        self._hold: ApprovalHold | None = None
         self._cancel_entry: CancelEntry | None = None
         self._context: ConnectionContext | None = None
         self._closing = False
@@ -276,6 +278,8 @@ class ClientSession:
                 extra={"fields": {"source_ip": self.source_ip}},
             )
             return
+        if entry.intercept is not None and entry.intercept():
+            return
         task = asyncio.get_running_loop().create_task(self._forward_cancel(entry))
         _RUNNING.add(task)
         task.add_done_callback(_RUNNING.discard)
@@ -399,7 +403,9 @@ class ClientSession:
         return await self._gw.directory.verify_token(user, token)
 
     def _greet(self, target: TargetRuntime, upstream: UpstreamSession) -> None:
-        entry = self._gw.cancel.register(upstream.process_id, upstream.secret_key, target)
+        entry = self._gw.cancel.register(
+            upstream.process_id, upstream.secret_key, target, intercept=self._intercept_cancel
+        )
         self._cancel_entry = entry
         self._client.write(
             b"".join(
@@ -446,7 +452,7 @@ class ClientSession:
         client.on_pause = server.transport.pause_reading
         client.on_resume = server.transport.resume_reading
         server.on_pause = client.transport.pause_reading
-        server.on_resume = client.transport.resume_reading
+        server.on_resume = self._resume_client_reading
         client.on_lost = self._client_lost
         server.on_lost = self._server_lost
         self._audit_connection("connect", "ok")
@@ -463,7 +469,54 @@ class ClientSession:
             return verdict.data
         if verdict is TERMINATE:
             self._terminate_requested = True
+        elif verdict is HOLD:
+            self._begin_hold()
         return None
+
+    # Approvals: the statement waits, the rest of the client's input waits behind it.
+
+    def _begin_hold(self) -> None:
+        machine = self._machine
+        assert machine is not None and machine.held is not None and self._context is not None
+        self._c2s.hold()
+        assert self._client.transport is not None
+        self._client.transport.pause_reading()
+        self._hold = ApprovalHold(
+            self._gw.approvals,
+            self._context,
+            machine.held,
+            reason=machine.reason,
+            notify_client=self._s2c.inject,
+            on_decided=self._hold_decided,
+        )
+        self._hold.start()
+
+    def _hold_decided(self, hold: ApprovalHold) -> None:
+        machine = self._machine
+        if self._closing or machine is None or hold is not self._hold:
+            return
+        self._hold = None
+        assert hold.decision is not None
+        machine.resolve(hold.decision, hold.request_id)
+        try:
+            self._c2s.release()
+        except ProtocolViolation as exc:
+            self._fail(exc.sqlstate, exc.message)
+            return
+        if self._terminate_requested:
+            self._close("client terminated")
+            return
+        self._resume_client_reading()
+
+    def _resume_client_reading(self) -> None:
+        # Flow control must not resume a client whose statement waits for approval.
+        transport = self._client.transport
+        if transport is not None and not self._c2s.holding:
+            transport.resume_reading()
+
+    def _intercept_cancel(self) -> bool:
+        hold = self._hold
+        return hold is not None and hold.cancel()
 
     def _inspect_server(self, type_byte: int, body: memoryview) -> bytes | None:
         machine = self._machine
@@ -475,6 +528,8 @@ class ClientSession:
     def _client_data(self, data: bytes) -> None:
         if self._closing:
             return
+        if self._c2s.holding and self._client.transport is not None:
+            self._client.transport.pause_reading()  # resumed by flow control meanwhile
         try:
             self._c2s.feed(data)
         except ProtocolViolation as exc:
@@ -511,6 +566,9 @@ class ClientSession:
         if self._closing:
             return
         self._closing = True
+        if self._hold is not None:
+            self._hold.abandon("the client disconnected")
+            self._hold = None
         self._client.close()
         if self._upstream is not None:
             self._upstream.protocol.close()

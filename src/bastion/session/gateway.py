@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 
+from bastion.approvals.service import ApprovalService
 from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
 from bastion.pipeline.stages import Analyzer, AuditSink, Decider
@@ -48,5 +49,6 @@ class Gateway:
     audit: AuditSink
     limits: SessionLimits
     cancel: CancelRegistry = field(default_factory=CancelRegistry)
+    approvals: ApprovalService | None = None  # None: statements needing approval are refused
     active_sessions: int = 0
     total_sessions: int = 0

@@ -37,8 +37,10 @@ from bastion.pipeline.decision import (
 from bastion.pipeline.events import StatementEvent
 from bastion.pipeline.readonly import may_write
 from bastion.pipeline.stages import Analyzer, AuditSink, Decider
+from bastion.sql.session_settings import NOOP_RESET, NOOP_SET, reason_value, sets_reason
 from bastion.sql.statement import StatementInfo
 from bastion.wire.postgres import backend, frontend
+from bastion.wire.postgres.binary_values import render_binary
 from bastion.wire.postgres.codes import (
     B_BIND_COMPLETE,
     B_CLOSE_COMPLETE,
@@ -110,6 +112,7 @@ class _Pending:
     max_rows: int | None = None
     rows: int = 0
     protocol: str = "simple"
+    approval_id: int | None = None
 
 
 # Requests whose replies carry no per-request state share one immutable-in-practice entry:
@@ -126,6 +129,10 @@ _DESCRIBE_PORTAL = _Pending(F_DESCRIBE)
 class _Prepared:
     statements: tuple[StatementInfo, ...]
     decision: Decision
+    text: str = ""  # kept only for statements that need approval
+    params: tuple[str | None, ...] = ()  # a portal's parameters, likewise
+    param_types: tuple[int, ...] = ()
+    approval_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +152,27 @@ class Substitute:
     data: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Stop here: the message (and everything after it) waits for the decision on
+    `RelayMachine.held`. The driver calls `resolve()` and then shows the same message again."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldStatement:
+    """A statement waiting for approval, with what approvers must see."""
+
+    decision: RequireApproval
+    statements: tuple[StatementInfo, ...]
+    text: str
+    params: tuple[str | None, ...]
+    protocol: str  # "simple" or "extended"
+
+
 FORWARD = Forward()
 TERMINATE = Terminate()
-ClientVerdict = Forward | Terminate | Substitute
+HOLD = Hold()
+ClientVerdict = Forward | Terminate | Substitute | Hold
 
 _INJECTED_QUERY = frontend.encode_query(INJECTED_FAILURE)
 _INJECTED_EXTENDED = (
@@ -161,19 +186,28 @@ _FUNCTION_CALL = StatementInfo(
 )
 
 
-def denial_error(decision: Deny | RequireApproval) -> bytes:
+def denial_error(decision: Deny) -> bytes:
     """The ErrorResponse a client gets for a statement Bastion refused."""
-    if isinstance(decision, RequireApproval):
-        groups = ", ".join(decision.approver_groups) or "an approver"
-        return backend.encode_error(
-            DENIAL_SQLSTATE,
-            f"bastion: {decision.rule}: {decision.reason} (requires approval)",
-            hint=f"this statement needs approval from {groups}; approvals are not yet "
-            "available in this version of Bastion, so ask an administrator to run it",
-        )
     return backend.encode_error(
-        DENIAL_SQLSTATE, f"bastion: {decision.rule}: {decision.reason}", hint=decision.hint
+        decision.sqlstate, f"bastion: {decision.rule}: {decision.reason}", hint=decision.hint
     )
+
+
+def render_params(bind: frontend.Bind, types: tuple[int, ...]) -> tuple[str | None, ...]:
+    """Bind parameters as approvers read them: text as sent, binary values decoded by the
+    types the client declared at Parse (hex when the type is unknown)."""
+    formats = bind.param_formats
+    rendered: list[str | None] = []
+    for index, value in enumerate(bind.params):
+        if value is None:
+            rendered.append(None)
+            continue
+        code = formats[0] if len(formats) == 1 else formats[index] if formats else 0
+        if code == 0:
+            rendered.append(value.decode("utf-8", "replace"))
+        else:
+            rendered.append(render_binary(types[index] if index < len(types) else 0, value))
+    return tuple(rendered)
 
 
 class RelayMachine:
@@ -202,6 +236,17 @@ class RelayMachine:
         self.statement_count = 0
         # True while the current result needs each DataRow shown to `from_server`.
         self.inspect_rows = False
+        # Approvals: the statement waiting for a decision, and the decision once it came.
+        self.held: HeldStatement | None = None
+        self._resolution: Decision | None = None
+        self._resolution_id: int | None = None
+        self.reason = ""  # the requester's SET bastion.reason
+
+    def resolve(self, decision: Allow | Deny, approval_id: int | None = None) -> None:
+        """The decision for the held statement; its message is shown again right after."""
+        self.held = None
+        self._resolution = decision
+        self._resolution_id = approval_id
 
     # Client -> server.
 
@@ -213,7 +258,13 @@ class RelayMachine:
             raise ProtocolViolation(f"invalid {chr(type_byte)!r} message: {exc}") from exc
 
     def _decide(self, infos: tuple[StatementInfo, ...]) -> Decision:
-        decision = self._decider.decide(self.context, infos)
+        resolution = self._resolution
+        if resolution is not None:
+            self._resolution = None
+            return self._checked(resolution, infos)
+        return self._checked(self._decider.decide(self.context, infos), infos)
+
+    def _checked(self, decision: Decision, infos: tuple[StatementInfo, ...]) -> Decision:
         if isinstance(decision, Allow) and not getattr(self._audit, "accepting", True):
             # Fail closed: a statement whose record could not be kept does not run.
             return Deny(
@@ -239,9 +290,16 @@ class RelayMachine:
             return FORWARD
         now = time.perf_counter()
         if type_byte == F_QUERY:
-            infos = self._analyzer.analyze(frontend.decode_query(body))
+            text = frontend.decode_query(body)
+            infos = self._analyzer.analyze(text)
+            if len(infos) == 1 and sets_reason(infos[0]):
+                return self._set_reason(text, infos, now)
             decision = self._decide(infos)
+            if isinstance(decision, RequireApproval):
+                self.held = HeldStatement(decision, infos, text, (), "simple")
+                return HOLD
             entry = _Pending(F_QUERY, infos, started=now, decision=decision)
+            entry.approval_id, self._resolution_id = self._resolution_id, None
             self._pending.append(entry)
             if not isinstance(decision, Allow):
                 entry.denial = denial_error(decision)
@@ -250,15 +308,35 @@ class RelayMachine:
         elif type_byte == F_PARSE:
             parse = frontend.decode_parse(body)
             infos = self._analyzer.analyze(parse.query)
+            if len(infos) == 1 and sets_reason(infos[0]):
+                value = reason_value(parse.query)
+                if value is not None:
+                    self.reason = value
+                    noop = NOOP_RESET if infos[0].kind == "reset" else NOOP_SET
+                    self._prepared[parse.statement] = _Prepared(infos, ALLOW_DEFAULT)
+                    self._pending.append(_PARSE)
+                    return Substitute(frontend.encode_parse(parse.statement, noop))
             decision = self._decide(infos)
-            if not isinstance(decision, Allow):
-                return self._deny_parse(infos, decision, now)
-            self._prepared[parse.statement] = _Prepared(infos, decision)
+            if isinstance(decision, Deny):
+                return self._deny_extended(infos, decision, now)
+            # A statement that needs approval is prepared but waits at Execute, where its
+            # parameters are known: approvers must see exactly what would run.
+            if isinstance(decision, RequireApproval):
+                self._prepared[parse.statement] = _Prepared(
+                    infos, decision, parse.query, param_types=parse.param_types
+                )
+            else:
+                self._prepared[parse.statement] = _Prepared(infos, decision)
             self._pending.append(_PARSE)
         elif type_byte == F_BIND:
             portal_name, statement_name = frontend.decode_bind_names(body)
             prepared = self._prepared.get(statement_name)
             if prepared is not None:
+                if isinstance(prepared.decision, RequireApproval):
+                    params = render_params(frontend.decode_bind(body), prepared.param_types)
+                    prepared = _Prepared(
+                        prepared.statements, prepared.decision, prepared.text, params
+                    )
                 self._portals[portal_name] = prepared
             else:
                 self._portals.pop(portal_name, None)
@@ -268,7 +346,13 @@ class RelayMachine:
             portal = self._portals.get(execute.portal)
             entry = _Pending(F_EXECUTE, started=now, protocol="extended")
             if portal is not None:
+                if isinstance(portal.decision, RequireApproval):
+                    held = self._execute_held(execute.portal, portal, now)
+                    if held is not None:
+                        return held
+                    portal = self._portals[execute.portal]
                 entry.statements, entry.decision = portal.statements, portal.decision
+                entry.approval_id = portal.approval_id
                 if isinstance(portal.decision, Allow):
                     entry.max_rows = portal.decision.obligations.max_rows
             self._pending.append(entry)
@@ -293,6 +377,12 @@ class RelayMachine:
             # policy decides it as the statement kind `function_call`.
             infos = (_FUNCTION_CALL,)
             decision = self._decide(infos)
+            if isinstance(decision, RequireApproval):
+                decision = Deny(
+                    decision.rule,
+                    f"{decision.reason}; fast-path function calls cannot be held for approval",
+                    hint="call the function from SQL (SELECT ...) so it can be approved",
+                )
             entry = _Pending(
                 F_FUNCTION_CALL, infos, started=now, decision=decision, protocol="function"
             )
@@ -306,8 +396,38 @@ class RelayMachine:
             raise ProtocolViolation(f"unexpected message type {chr(type_byte)!r} from client")
         return FORWARD
 
-    def _deny_parse(
-        self, infos: tuple[StatementInfo, ...], decision: Deny | RequireApproval, now: float
+    def _set_reason(self, text: str, infos: tuple[StatementInfo, ...], now: float) -> ClientVerdict:
+        value = reason_value(text)
+        if value is None:
+            return FORWARD  # not a plain SET / RESET: let the server answer it
+        self.reason = value
+        entry = _Pending(F_QUERY, infos, started=now)
+        self._pending.append(entry)
+        noop = NOOP_RESET if infos[0].kind == "reset" else NOOP_SET
+        return Substitute(frontend.encode_query(noop))
+
+    def _execute_held(self, name: str, portal: _Prepared, now: float) -> ClientVerdict | None:
+        """Execute of a portal that needs approval: hold it, or apply the decision that came."""
+        if self._resolution is None:
+            assert isinstance(portal.decision, RequireApproval)
+            self.held = HeldStatement(
+                portal.decision, portal.statements, portal.text, portal.params, "extended"
+            )
+            return HOLD
+        decision = self._decide(portal.statements)
+        approval_id, self._resolution_id = self._resolution_id, None
+        if isinstance(decision, Deny):
+            verdict = self._deny_extended(portal.statements, decision, now)
+            self._pending[-1].approval_id = approval_id
+            return verdict
+        # Approved: further Executes of this portal (row limits) continue without asking.
+        self._portals[name] = _Prepared(
+            portal.statements, decision, portal.text, portal.params, approval_id=approval_id
+        )
+        return None
+
+    def _deny_extended(
+        self, infos: tuple[StatementInfo, ...], decision: Deny, now: float
     ) -> ClientVerdict:
         # The server gets a statement that fails at Execute; it then skips the client's
         # following messages up to Sync, as it would have after failing the real one.
@@ -449,7 +569,7 @@ class RelayMachine:
         if head.op in (F_QUERY, F_FUNCTION_CALL):
             if head.denial is not None:
                 for _ in range(max(1, len(head.statements))):
-                    self._statement_done(head, "denied", sqlstate=DENIAL_SQLSTATE)
+                    self._statement_done(head, "denied", sqlstate=_denial_state(head))
                 return head.denial
             if head.op == F_QUERY:
                 self._statement_done(head, "error", sqlstate=sqlstate)
@@ -469,7 +589,7 @@ class RelayMachine:
             entry = self._pending.popleft()
             if entry.denial is not None and caused_by_denial and replacement is None:
                 replacement = entry.denial
-                self._statement_done(entry, "denied", sqlstate=DENIAL_SQLSTATE)
+                self._statement_done(entry, "denied", sqlstate=_denial_state(entry))
             elif entry.op == F_EXECUTE:
                 self._statement_done(entry, "error" if first else "skipped", sqlstate=sqlstate)
             first = False
@@ -521,6 +641,7 @@ class RelayMachine:
                 duration_ms=round((now - entry.started) * 1000.0, 3),
                 tables=_tables(info),
                 tables_written=_written(info),
+                approval_id=entry.approval_id,
             )
         )
         entry.started = now
@@ -537,6 +658,11 @@ def _tables(info: StatementInfo | None) -> tuple[str, ...]:
 @lru_cache(maxsize=4096)
 def _written(info: StatementInfo | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.qualified for t in info.tables_written)) if info else ()
+
+
+def _denial_state(entry: _Pending) -> str:
+    decision = entry.decision
+    return decision.sqlstate if isinstance(decision, Deny) else DENIAL_SQLSTATE
 
 
 def _decision_name(decision: Decision) -> str:

@@ -5,6 +5,12 @@ ranges of untouched bytes with one write; only messages whose type is not in `sk
 shown to the inspector, which may return replacement bytes (or b"" to drop the message).
 Messages of a skipped type that straddle chunk boundaries are streamed through as they arrive,
 so a huge DataRow or CopyData never has to be held in memory whole.
+
+Two extras serve statements that wait for approval. The inspector may call `hold()` while it
+looks at a message: that message and everything after it are kept, unforwarded, until
+`release()` feeds them through again (the inspector sees the same message a second time). And
+`inject()` writes a message of Bastion's own between two relayed messages, never inside one
+that is being streamed.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ _LENGTH = struct.Struct(">I")
 
 class FramedRelay:
     __slots__ = (
+        "_held",
+        "_holding",
         "_inspect",
         "_max_length",
         "_max_streamed_length",
         "_need",
         "_partial",
+        "_queued",
         "_stream_left",
         "_write",
         "skip_types",
@@ -48,16 +57,55 @@ class FramedRelay:
         self._partial = bytearray()
         self._need = 0  # bytes _partial must reach before a message can be complete
         self._stream_left = 0
+        self._holding = False
+        self._held = bytearray()
+        self._queued: list[bytes] = []
+
+    def hold(self) -> None:
+        """Keep the message being inspected, and all that follows, until release()."""
+        self._holding = True
+
+    def release(self) -> None:
+        """Feed the held bytes through; the held message is inspected again."""
+        held = bytes(self._held)
+        self._held = bytearray()
+        self._holding = False
+        if held:
+            self.feed(held)
+
+    @property
+    def holding(self) -> bool:
+        return self._holding
+
+    @property
+    def held_bytes(self) -> int:
+        return len(self._held)
+
+    def inject(self, message: bytes) -> None:
+        """Write a whole message of Bastion's own at the next message boundary."""
+        if self._stream_left:
+            self._queued.append(message)
+        else:
+            self._write(message)
 
     def feed(self, data: bytes) -> None:
+        if self._holding:
+            self._held += data
+            return
         if self._stream_left:
-            if len(data) <= self._stream_left:
+            if len(data) < self._stream_left:
                 self._stream_left -= len(data)
                 self._write(data)
                 return
             self._write(data[: self._stream_left])
             data = data[self._stream_left :]
             self._stream_left = 0
+            if self._queued:
+                for message in self._queued:
+                    self._write(message)
+                self._queued.clear()
+            if not data:
+                return
         if self._partial:
             self._partial += data  # amortized O(1); never re-copy what is already held
             if len(self._partial) < self._need:
@@ -99,6 +147,11 @@ class FramedRelay:
                 view = memoryview(data)
             replacement = self._inspect(type_byte, view[pos + 5 : end])
             skip = self.skip_types  # the inspector may switch row inspection on or off
+            if self._holding:
+                if pos > start:
+                    write(data[start:pos])
+                self._held += data[pos:]
+                return
             if replacement is not None:
                 if pos > start:
                     write(data[start:pos])

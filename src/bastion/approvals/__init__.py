@@ -1,0 +1,1 @@
+"""Approvals: statements held for a human decision, the people who decide, and notifications."""

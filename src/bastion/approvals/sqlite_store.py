@@ -1,0 +1,544 @@
+"""SQLiteApprovalStore: approval requests and admin tokens in one private SQLite file (WAL).
+
+Three tables: `requests` (tuples as JSON arrays, times as integer microseconds since the epoch,
+UTC, so they round-trip exactly), `votes` (one per approver and request) and `tokens` (digests
+only, never tokens). The schema is created and upgraded by numbered migrations recorded in
+`schema_version`.
+
+Every change runs in a BEGIN IMMEDIATE transaction: the write lock is taken before the request
+is read, so two processes sharing the file (or two threads of one) serialize, and the rules in
+`rules.py` always judge the current state. Reads run in a deferred transaction, which gives them
+one consistent snapshot of a request and its votes. Each thread gets its own connection, since
+the event loop calls the store from worker threads. `synchronous` is FULL: a consumed grant must
+stay consumed after a power loss, or its statement could run twice. (Annotations after the
+`list` method spell `builtins.list`, which that method's name hides.)
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bastion.approvals import rules
+from bastion.approvals.errors import RequestNotFound, StateStoreError
+from bastion.approvals.model import (
+    ApprovalRequest,
+    ApprovalState,
+    Approver,
+    RequestDraft,
+    TokenRecord,
+    Verdict,
+    Vote,
+)
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+_CHUNK = 500  # ids per IN (...) list, well below SQLite's bound-parameter limit
+_T = TypeVar("_T")
+
+# Each entry upgrades the schema from version (index) to version (index + 1).
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE requests (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            requester TEXT NOT NULL,
+            requester_groups TEXT NOT NULL,
+            source_address TEXT NOT NULL,
+            target TEXT NOT NULL,
+            statement TEXT NOT NULL,
+            parameters TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            grant_key TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            policy_reason TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            approver_groups TEXT NOT NULL,
+            min_approvals INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_us INTEGER NOT NULL,
+            expires_us INTEGER NOT NULL,
+            decided_us INTEGER,
+            grant_expires_us INTEGER,
+            executed_us INTEGER,
+            state_reason TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX requests_state ON requests (state, id)",
+        "CREATE INDEX requests_grant_key ON requests (grant_key, state)",
+        """CREATE TABLE votes (
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER NOT NULL REFERENCES requests (id),
+            approver TEXT NOT NULL,
+            verdict TEXT NOT NULL,
+            comment TEXT NOT NULL,
+            at_us INTEGER NOT NULL,
+            UNIQUE (request_id, approver)
+        )""",
+        """CREATE TABLE tokens (
+            id TEXT PRIMARY KEY,
+            username TEXT NOT NULL,
+            digest TEXT NOT NULL UNIQUE,
+            label TEXT NOT NULL,
+            created_us INTEGER NOT NULL,
+            expires_us INTEGER,
+            revoked INTEGER NOT NULL DEFAULT 0
+        )""",
+    ),
+)
+_DRAFT_COLUMNS = (
+    "requester, requester_groups, source_address, target, statement, parameters, fingerprint, "
+    "grant_key, rule, policy_reason, reason, approver_groups, min_approvals, session_id"
+)
+_REQUEST_COLUMNS = (
+    f"id, {_DRAFT_COLUMNS}, state, created_us, expires_us, decided_us, grant_expires_us, "
+    "executed_us, state_reason"
+)
+_TOKEN_COLUMNS = "id, username, digest, label, created_us, expires_us, revoked"
+# Kept in step with rules.is_expired().
+_EXPIRED = (
+    "(state = 'pending' AND expires_us <= :now) OR (state = 'approved' "
+    "AND (grant_expires_us IS NULL OR grant_expires_us <= :now))"
+)
+
+
+class SQLiteApprovalStore:
+    """Approval requests and admin tokens in the SQLite file at `path`, created if missing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        _create_private_file(self.path)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        try:
+            self._run(self._migrate)
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteApprovalStore({str(self.path)!r})"
+
+    # Requests.
+
+    def create(self, draft: RequestDraft, now: datetime) -> ApprovalRequest:
+        values = (
+            *_draft_values(draft),
+            ApprovalState.PENDING.value,
+            _us(now),
+            _us(draft.expires_at),
+        )
+
+        def write(conn: sqlite3.Connection) -> int:
+            with _write_transaction(conn):
+                cursor = conn.execute(
+                    f"INSERT INTO requests ({_DRAFT_COLUMNS}, state, created_us, expires_us) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+                assert cursor.lastrowid is not None
+                return cursor.lastrowid
+
+        return rules.pending_request(self._run(write), draft, now)
+
+    def get(self, request_id: int) -> ApprovalRequest | None:
+        return self.get_many([request_id]).get(request_id)
+
+    def list(
+        self, *, states: Sequence[ApprovalState] = (), limit: int = 100
+    ) -> list[ApprovalRequest]:
+        where, params = "1 = 1", tuple[str, ...]()
+        if states:
+            where = f"state IN ({', '.join('?' * len(states))})"
+            params = tuple(ApprovalState(state).value for state in states)
+        return self._read(
+            lambda conn: _load(conn, f"{where} ORDER BY id DESC LIMIT ?", (*params, max(limit, 0)))
+        )
+
+    def get_many(self, request_ids: Sequence[int]) -> dict[int, ApprovalRequest]:
+        ids = sorted(set(request_ids))
+
+        def read(conn: sqlite3.Connection) -> dict[int, ApprovalRequest]:
+            found: dict[int, ApprovalRequest] = {}
+            for chunk in _chunks(ids):
+                marks = ", ".join("?" * len(chunk))
+                found.update((r.id, r) for r in _load(conn, f"id IN ({marks})", tuple(chunk)))
+            return found
+
+        return self._read(read)
+
+    def vote(
+        self,
+        request_id: int,
+        approver: Approver,
+        verdict: Verdict,
+        comment: str,
+        now: datetime,
+        grant_ttl: timedelta,
+    ) -> ApprovalRequest:
+        def write(conn: sqlite3.Connection) -> ApprovalRequest:
+            with _write_transaction(conn):
+                request = _load_one(conn, request_id)
+                if request is None:
+                    raise RequestNotFound(f"there is no approval request {request_id}")
+                decided = rules.apply_vote(request, approver, verdict, comment, now, grant_ttl)
+                vote = decided.votes[-1]
+                conn.execute(
+                    "INSERT INTO votes (request_id, approver, verdict, comment, at_us) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (request_id, vote.approver, vote.verdict.value, vote.comment, _us(vote.at)),
+                )
+                _save(conn, request, decided)
+                return decided
+
+        return self._run(write)
+
+    def withdraw(self, request_id: int, reason: str, now: datetime) -> ApprovalRequest | None:
+        def write(conn: sqlite3.Connection) -> ApprovalRequest | None:
+            with _write_transaction(conn):
+                request = _load_one(conn, request_id)
+                if request is None or request.state is not ApprovalState.PENDING:
+                    return None
+                if rules.is_expired(request, now):
+                    return None
+                return _save(conn, request, rules.withdrawn(request, reason, now))
+
+        return self._run(write)
+
+    def find_pending(self, grant_key: str, now: datetime) -> ApprovalRequest | None:
+        found = self._read(
+            lambda conn: _load(
+                conn,
+                "grant_key = ? AND state = 'pending' AND expires_us > ? ORDER BY id DESC LIMIT 1",
+                (grant_key, _us(now)),
+            )
+        )
+        return found[0] if found else None
+
+    def consume(self, request_id: int, now: datetime) -> ApprovalRequest | None:
+        def write(conn: sqlite3.Connection) -> ApprovalRequest | None:
+            with _write_transaction(conn):
+                return _consume(conn, request_id, now)
+
+        return self._run(write)
+
+    def consume_grant(self, grant_key: str, now: datetime) -> ApprovalRequest | None:
+        def write(conn: sqlite3.Connection) -> ApprovalRequest | None:
+            with _write_transaction(conn):
+                rows = conn.execute(
+                    "SELECT id FROM requests WHERE grant_key = ? AND state = 'approved' "
+                    "AND grant_expires_us > ? ORDER BY id LIMIT 1",
+                    (grant_key, _us(now)),
+                ).fetchall()
+                return _consume(conn, int(rows[0][0]), now) if rows else None
+
+        return self._run(write)
+
+    def expire(self, now: datetime) -> builtins.list[ApprovalRequest]:
+        def write(conn: sqlite3.Connection) -> list[ApprovalRequest]:
+            with _write_transaction(conn):
+                ids = [
+                    int(row[0])
+                    for row in conn.execute(
+                        f"SELECT id FROM requests WHERE {_EXPIRED} ORDER BY id", {"now": _us(now)}
+                    )
+                ]
+                changed: list[ApprovalRequest] = []
+                for chunk in _chunks(ids):
+                    marks = ", ".join("?" * len(chunk))
+                    for request in _load(conn, f"id IN ({marks}) ORDER BY id", tuple(chunk)):
+                        if rules.is_expired(request, now):
+                            changed.append(_save(conn, request, rules.expired(request, now)))
+                return changed
+
+        return self._run(write)
+
+    # Admin API tokens.
+
+    def add_token(self, record: TokenRecord) -> None:
+        values = (
+            record.id,
+            record.user,
+            record.digest,
+            record.label,
+            _us(record.created_at),
+            None if record.expires_at is None else _us(record.expires_at),
+            int(record.revoked),
+        )
+
+        def write(conn: sqlite3.Connection) -> None:
+            with _write_transaction(conn):
+                try:
+                    conn.execute(
+                        f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        values,
+                    )
+                except sqlite3.IntegrityError:
+                    raise StateStoreError(
+                        f"token {record.id} was not added: its id or digest is already stored"
+                    ) from None
+
+        self._run(write)
+
+    def find_token(self, digest: str, now: datetime) -> TokenRecord | None:
+        def read(conn: sqlite3.Connection) -> TokenRecord | None:
+            row = conn.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE digest = ? AND revoked = 0 "
+                "AND (expires_us IS NULL OR expires_us > ?)",
+                (digest, _us(now)),
+            ).fetchone()
+            return None if row is None else _token(row)
+
+        return self._read(read)
+
+    def list_tokens(self) -> builtins.list[TokenRecord]:
+        return self._read(
+            lambda conn: [
+                _token(row)
+                for row in conn.execute(
+                    f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_us, id"
+                )
+            ]
+        )
+
+    def revoke_token(self, token_id: str) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            with _write_transaction(conn):
+                cursor = conn.execute(
+                    "UPDATE tokens SET revoked = 1 WHERE id = ? AND revoked = 0", (token_id,)
+                )
+                return cursor.rowcount == 1
+
+        return self._run(write)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    # Connections, transactions and errors.
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        with self._lock:
+            if self._closed:
+                raise StateStoreError(f"approval state store {self.path} is closed")
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            self._connections.append(conn)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        self._local.conn = conn
+        return conn
+
+    def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        try:
+            return operation(self._connection())
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"approval state store {self.path}: {exc}") from exc
+
+    def _read(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """`operation` in a read transaction: one snapshot for a request and its votes."""
+
+        def read(conn: sqlite3.Connection) -> _T:
+            conn.execute("BEGIN")
+            try:
+                return operation(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        return self._run(read)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        with _write_transaction(conn):
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = int(row[0] or 0)
+            if version > SCHEMA_VERSION:
+                raise StateStoreError(
+                    f"approval state store {self.path} has schema version {version}; this "
+                    f"Bastion knows versions up to {SCHEMA_VERSION} (upgrade Bastion)"
+                )
+            for target in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[target]:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target + 1,))
+
+
+def _create_private_file(path: Path) -> None:
+    """An empty file readable by its owner only; SQLite gives its -wal and -shm the same mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StateStoreError(
+            f"cannot create the approval state store {path}: {exc.strerror}"
+        ) from exc
+
+
+@contextlib.contextmanager
+def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE: the write lock first, so what the transaction reads cannot go stale."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _consume(conn: sqlite3.Connection, request_id: int, now: datetime) -> ApprovalRequest | None:
+    request = _load_one(conn, request_id)
+    if request is None or not rules.usable_grant(request, now):
+        return None
+    return _save(conn, request, rules.executed(request, now))
+
+
+def _save(
+    conn: sqlite3.Connection, before: ApprovalRequest, after: ApprovalRequest
+) -> ApprovalRequest:
+    """Write `after`'s state; guarded by `before`'s state, which the write lock keeps current."""
+    cursor = conn.execute(
+        "UPDATE requests SET state = ?, decided_us = ?, grant_expires_us = ?, executed_us = ?, "
+        "state_reason = ? WHERE id = ? AND state = ?",
+        (
+            after.state.value,
+            _maybe_us(after.decided_at),
+            _maybe_us(after.grant_expires_at),
+            _maybe_us(after.executed_at),
+            after.state_reason,
+            after.id,
+            before.state.value,
+        ),
+    )
+    if cursor.rowcount != 1:
+        raise StateStoreError(f"request {after.id} changed while it was being updated")
+    return after
+
+
+def _load_one(conn: sqlite3.Connection, request_id: int) -> ApprovalRequest | None:
+    found = _load(conn, "id = ?", (request_id,))
+    return found[0] if found else None
+
+
+def _load(conn: sqlite3.Connection, where: str, params: Any) -> list[ApprovalRequest]:
+    """The requests matching `where` (which may end in ORDER BY / LIMIT), with their votes."""
+    rows = conn.execute(f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE {where}", params).fetchall()
+    votes: dict[int, list[Vote]] = {int(row[0]): [] for row in rows}
+    for chunk in _chunks(list(votes)):
+        marks = ", ".join("?" * len(chunk))
+        for request_id, approver, verdict, comment, at_us in conn.execute(
+            "SELECT request_id, approver, verdict, comment, at_us FROM votes "
+            f"WHERE request_id IN ({marks}) ORDER BY id",
+            chunk,
+        ):
+            votes[int(request_id)].append(
+                Vote(str(approver), Verdict(verdict), str(comment), _time(at_us))
+            )
+    return [_request(row, tuple(votes[int(row[0])])) for row in rows]
+
+
+def _draft_values(draft: RequestDraft) -> tuple[Any, ...]:
+    return (
+        draft.requester,
+        json.dumps(list(draft.requester_groups)),
+        draft.source_address,
+        draft.target,
+        draft.statement,
+        json.dumps(list(draft.parameters)),
+        draft.fingerprint,
+        draft.grant_key,
+        draft.rule,
+        draft.policy_reason,
+        draft.reason,
+        json.dumps(list(draft.approver_groups)),
+        draft.min_approvals,
+        draft.session_id,
+    )
+
+
+def _request(row: Sequence[Any], votes: tuple[Vote, ...]) -> ApprovalRequest:
+    return ApprovalRequest(
+        id=int(row[0]),
+        requester=row[1],
+        requester_groups=tuple(json.loads(row[2])),
+        source_address=row[3],
+        target=row[4],
+        statement=row[5],
+        parameters=tuple(json.loads(row[6])),
+        fingerprint=row[7],
+        grant_key=row[8],
+        rule=row[9],
+        policy_reason=row[10],
+        reason=row[11],
+        approver_groups=tuple(json.loads(row[12])),
+        min_approvals=int(row[13]),
+        session_id=row[14],
+        state=ApprovalState(row[15]),
+        created_at=_time(row[16]),
+        expires_at=_time(row[17]),
+        decided_at=_maybe_time(row[18]),
+        grant_expires_at=_maybe_time(row[19]),
+        executed_at=_maybe_time(row[20]),
+        state_reason=row[21],
+        votes=votes,
+    )
+
+
+def _token(row: Sequence[Any]) -> TokenRecord:
+    return TokenRecord(
+        id=row[0],
+        user=row[1],
+        digest=row[2],
+        label=row[3],
+        created_at=_time(row[4]),
+        expires_at=_maybe_time(row[5]),
+        revoked=bool(row[6]),
+    )
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    return (ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(moment: datetime) -> int:
+    """Microseconds since the epoch: exact, and ordered like the times themselves."""
+    if moment.tzinfo is None:
+        raise ValueError("approval store times must be timezone-aware")
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _maybe_us(moment: datetime | None) -> int | None:
+    return None if moment is None else _us(moment)
+
+
+def _time(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def _maybe_time(us: int | None) -> datetime | None:
+    return None if us is None else _time(us)
