@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bastion.admin.api import build_admin_app
+from bastion.admin.auth import ApiAuthenticator
 from bastion.admin.server import AdminServer
 from bastion.approvals.notify import Channel, Notifier
 from bastion.approvals.service import ApprovalService, ApprovalSettings
@@ -171,7 +172,9 @@ def build_approvals(
         Channel(
             name=f"{spec.kind}-{index}",
             kind="slack" if spec.kind is NotificationKind.SLACK else "webhook",
-            url=spec.url,
+            url=config.resolve_secret(spec.url)
+            if spec.url.startswith(("env:", "file:"))
+            else spec.url,
             secret=config.resolve_secret(spec.secret).encode() if spec.secret else None,
             retries=spec.retries,
             timeout=spec.timeout_seconds,
@@ -361,7 +364,14 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
             )
         admin = config.listeners.admin
         if admin is not None:
-            running.admin = AdminServer(build_admin_app(running, metrics), admin.host, admin.port)
+            app = build_admin_app(
+                running,
+                metrics,
+                approvals=approvals,
+                auth=ApiAuthenticator(approvals, lambda: gateway.directory),
+                public_url=admin_base_url(config),
+            )
+            running.admin = AdminServer(app, admin.host, admin.port)
             await running.admin.start()
     except BaseException:
         await running.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -62,6 +63,7 @@ def test_demo_serves_the_sample_and_cleans_up(tmp_path: Path) -> None:
             ) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
         _check_demo_policy(port)
+        _check_demo_approval(port, admin_port, tmp_path)
         ca = tmp_path / "data" / "tls" / "ca.crt"
         with psycopg.connect(
             dsn.replace("127.0.0.1", "localhost") + f" sslmode=verify-full sslrootcert={ca}"
@@ -99,6 +101,50 @@ def _check_demo_policy(port: int) -> None:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             agent.execute("UPDATE orders SET status = 'paid' WHERE id = 1")
     with psycopg.connect(dsn("dana", "dana"), autocommit=True) as dana:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="requires approval"):
-            dana.execute("DROP TABLE payments")
         dana.execute("UPDATE orders SET status = status WHERE id = 1")
+
+
+def _check_demo_approval(port: int, admin_port: int, home: Path) -> None:
+    """The demo's story: dana's DROP TABLE payments waits until omar approves it."""
+    psql = subprocess.Popen(
+        [
+            "psql",
+            f"host=127.0.0.1 port={port} user=dana password=dana dbname=demo",
+            "-X",
+            "-c",
+            "DROP TABLE payments",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "BASTION_ADMIN_URL": f"http://127.0.0.1:{admin_port}",
+        "BASTION_PASSWORD": "omar",
+    }
+
+    def bastion(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "bastion.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    bastion("login", "omar")
+    deadline = time.monotonic() + 15
+    while "DROP TABLE payments" not in (listed := bastion("approvals", "list")):
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.2)
+    assert psql.poll() is None, "the DROP must wait for omar"
+    request_id = re.search(r"^\s*(\d+)\s", listed.split("DROP TABLE payments")[0].splitlines()[-1])
+    assert request_id is not None, listed
+    bastion("approvals", "approve", request_id.group(1), "--comment", "demo")
+    stdout, stderr = psql.communicate(timeout=15)
+    assert "DROP TABLE" in stdout, stderr
+    assert "approval required" in stderr and "approved by omar" in stderr

@@ -21,6 +21,9 @@ COMMAND_MODULES = (
     "bastion.cli.users",
     "bastion.cli.policy",
     "bastion.cli.audit",
+    "bastion.cli.login",
+    "bastion.cli.approvals",
+    "bastion.cli.tokens",
 )
 
 

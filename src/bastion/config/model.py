@@ -446,7 +446,10 @@ class Notification(BaseModel):
         description="webhook: a JSON document signed with HMAC-SHA256 (header "
         "X-Bastion-Signature). slack: a Slack-compatible incoming-webhook message.",
     )
-    url: str = Field(description="Where to POST. The URL itself is treated as a secret.")
+    url: str = Field(
+        description="Where to POST. URLs often embed a credential (Slack's do): write env:NAME "
+        "or file:PATH to keep it out of the file; it is never logged."
+    )
     secret: SecretRef | None = Field(
         default=None,
         description="webhook only: the HMAC key, as env:NAME or file:PATH. Required for "
@@ -654,6 +657,9 @@ class BastionConfig(BaseModel):
                     path = f"targets[{index}].credentials.{cred_name}.password"
                     found.append(SecretLocation(path, credential.password))
         for index, notification in enumerate(self.approvals.notifications):
+            if notification.url.startswith(("env:", "file:")):
+                path = f"approvals.notifications[{index}].url"
+                found.append(SecretLocation(path, notification.url))
             if notification.secret is not None:
                 path = f"approvals.notifications[{index}].secret"
                 found.append(SecretLocation(path, notification.secret))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,7 @@ class DemoUser:
 DEMO_USERS = (
     DemoUser("alice", "alice", ("analysts",), IdentityKind.HUMAN),
     DemoUser("dana", "dana", ("dba",), IdentityKind.HUMAN),
+    DemoUser("omar", "omar", ("dba",), IdentityKind.HUMAN),
     DemoUser("reporting-agent", "agent", ("reporting",), IdentityKind.AGENT),
 )
 
@@ -117,17 +120,22 @@ def prepare_demo(
 def _create_upstream_role(
     server: ThrowawayPostgres, name: str, password: str, *, writer: bool
 ) -> None:
-    """An upstream role for Bastion; the database's own grants back up Bastion's decisions."""
+    """An upstream role for Bastion; the database's own grants back up Bastion's decisions.
+
+    The read-write role owns the sample tables, as an application's migration role would, so a
+    dba's approved DROP TABLE can run."""
     server.create_role(name, password)
     privileges = sql.SQL("ALL" if writer else "SELECT")
     role = sql.Identifier(name)
     with psycopg.connect(server.admin_dsn(DEMO_DATABASE), autocommit=True) as conn:
         for table in SAMPLE_TABLES:
-            conn.execute(
-                sql.SQL("GRANT {} ON TABLE {} TO {}").format(
-                    privileges, sql.Identifier(table), role
-                )
+            statement = "ALTER TABLE {} OWNER TO {}" if writer else "GRANT {} ON TABLE {} TO {}"
+            parts = (
+                [sql.Identifier(table), role]
+                if writer
+                else [privileges, sql.Identifier(table), role]
             )
+            conn.execute(sql.SQL(statement).format(*parts))
         if writer:
             conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
             conn.execute(
@@ -139,6 +147,12 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text + "\n")
+
+
+def _bastion_command() -> str:
+    """How to run this Bastion's command line from another terminal."""
+    beside = Path(sys.executable).parent / "bastion"
+    return str(beside) if beside.exists() and shutil.which("bastion") != str(beside) else "bastion"
 
 
 def connection_lines(demo: Demo) -> str:
@@ -162,6 +176,13 @@ def connection_lines(demo: Demo) -> str:
         f'sslmode=verify-full sslrootcert={ca}"',
         "",
         "Try: SELECT full_name, email, card_number FROM customers LIMIT 5;",
+        "",
+        "Approvals: as dana, run DROP TABLE payments; it waits for a second dba. Approve it as",
+        "omar from another terminal (password omar):",
+        f"  {_bastion_command()} login omar",
+        f"  {_bastion_command()} approvals list",
+        f"  {_bastion_command()} approvals approve ID",
+        "",
         f"The upstream database is {DEMO_DATABASE} on a throwaway server "
         f"(port {demo.config.targets[0].port}); only Bastion knows its password.",
         *(

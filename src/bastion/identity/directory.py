@@ -22,12 +22,16 @@ from bastion.identity.scram import (
     DEFAULT_ITERATIONS,
     ScramServer,
     credentials_failed,
+    fake_keys,
     parse_verifier,
+    verify_password,
 )
 from bastion.identity.users_file import UsersFile
 
 PASSWORD_AUTH_METHOD = "scram-sha-256"
 MIN_FAKE_SECRET = 16
+# A password longer than this is refused outright; nobody types one, and it bounds the work.
+MAX_PASSWORD_LENGTH = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,4 +144,49 @@ class IdentityDirectory:
         verifier = self._verifiers.get(issuer) if isinstance(issuer, str) else None
         if verifier is None:
             raise credentials_failed(username, "unknown issuer")
+        return await verifier.verify(token, username)
+
+    # For the admin API, which authenticates people outside the SCRAM exchange.
+
+    def groups_of(self, username: str) -> tuple[str, ...] | None:
+        """The groups of password user `username`, or None when there is no such user."""
+        user = self._users.get(username)
+        return None if user is None else user.groups
+
+    def check_password(self, username: str, password: str) -> bool:
+        """Whether `password` is password user `username`'s password.
+
+        CPU-bound (PBKDF2 over the verifier's iteration count): call it from a worker thread.
+        An unknown user is checked against the same fake keys the SCRAM exchange uses, so the
+        answer takes as long as for a real user and is just as negative.
+        """
+        if not password or len(password) > MAX_PASSWORD_LENGTH:
+            return False
+        user = self._users.get(username)
+        if user is not None:
+            return verify_password(user.scram, password)
+        fake = fake_keys(self._fake_secret, username, self._fake_iterations)
+        verify_password(fake.to_verifier(), password)
+        return False
+
+    async def token_identity(self, token: str) -> Identity:
+        """The identity a token proves on its own, with the user name taken from the claim its
+        issuer names (`username_claim`); CredentialsRejected when it proves nothing."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise credentials_failed("", "token too large")
+        try:
+            # Unverified on purpose: only to pick the issuer and the claimed name, both of
+            # which the issuer's verifier then checks along with the signature.
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise credentials_failed("", "malformed token") from None
+        issuer = claims.get("iss")
+        verifier = self._verifiers.get(issuer) if isinstance(issuer, str) else None
+        if verifier is None:
+            raise credentials_failed("", "unknown issuer")
+        username = claims.get(verifier.issuer.username_claim)
+        if not isinstance(username, str) or not username:
+            raise credentials_failed(
+                "", f"username claim {verifier.issuer.username_claim!r} missing"
+            )
         return await verifier.verify(token, username)
