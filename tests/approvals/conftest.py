@@ -16,15 +16,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from bastion.approvals.model import RequestDraft, grant_key
 from bastion.approvals.postgres_store import PostgresApprovalStore
 from bastion.approvals.sqlite_store import SQLiteApprovalStore
 from bastion.approvals.store import ApprovalStore
-from support.servers import PostgresEndpoint, postgres_endpoint
+from support.servers import PostgresEndpoint, postgres_endpoint, scratch_database
 
 __all__ = ["postgres_endpoint"]
 
@@ -61,16 +59,8 @@ def make_draft(**overrides: Any) -> RequestDraft:
 @pytest.fixture(scope="module")
 def approvals_pg_dsn(postgres_endpoint: PostgresEndpoint) -> Iterator[str]:
     """A private database for this test module, dropped at its end."""
-    name = f"bastion_approvals_test_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres_endpoint.admin_conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
+    with scratch_database(postgres_endpoint, "bastion_approvals_test") as name:
         yield postgres_endpoint.dsn(dbname=name)
-    finally:
-        with psycopg.connect(postgres_endpoint.admin_conninfo, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture

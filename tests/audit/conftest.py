@@ -18,7 +18,6 @@ from typing import Any
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from psycopg import sql
 
 from bastion.audit.checkpoint import checkpoint_record
 from bastion.audit.keys import AuditSigner
@@ -33,7 +32,7 @@ from bastion.audit.record import (
 )
 from bastion.audit.sqlite_store import SQLiteAuditStore
 from bastion.audit.store import AuditStore
-from support.servers import PostgresEndpoint, postgres_endpoint
+from support.servers import PostgresEndpoint, postgres_endpoint, scratch_database
 
 __all__ = ["postgres_endpoint"]
 
@@ -43,16 +42,8 @@ BASE_TS = datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 @pytest.fixture(scope="session")
 def audit_pg_dsn(postgres_endpoint: PostgresEndpoint) -> Iterator[str]:
     """A private database for this test session, dropped at its end."""
-    name = f"bastion_audit_test_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres_endpoint.admin_conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
+    with scratch_database(postgres_endpoint, "bastion_audit_test") as name:
         yield postgres_endpoint.dsn(dbname=name)
-    finally:
-        with psycopg.connect(postgres_endpoint.admin_conninfo, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@ as `bastion approvals approve` does through another instance's admin API."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,13 +14,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 from bastion.approvals.model import ApprovalRequest, ApprovalState, Approver, Verdict
 from bastion.approvals.sqlite_store import SQLiteApprovalStore
 from bastion.demo.sample import SampleSummary
-from support.bastion import DEFAULT_USERS, BastionProcess, running_bastion
+from support.bastion import DEFAULT_USERS, BastionProcess, free_port, running_bastion
 from support.bastion import TestUser as User
 from support.servers import PostgresEndpoint
 
@@ -58,11 +61,26 @@ def gated(
     policy.write_text(POLICY)
     extra = {
         "policy": str(policy),
-        "approvals": {"poll_seconds": 0.1, "grant_seconds": 120},
+        "audit": {"enabled": True},
+        "approvals": {
+            "poll_seconds": 0.1,
+            "grant_seconds": 120,
+            # Nobody listens there: every delivery fails, visibly.
+            "notifications": [
+                {
+                    "kind": "webhook",
+                    "url": f"http://127.0.0.1:{free_port()}/hook",
+                    "secret": "env:HOOK_SECRET",
+                    "retries": 0,
+                    "timeout_seconds": 1,
+                }
+            ],
+        },
     }
     target = shop_target(postgres_endpoint, shop_db[0])
+    env = {**upstream_env(postgres_endpoint), "HOOK_SECRET": "s3cret-hook-key"}
     with running_bastion(
-        workdir, [target], users=USERS, extra=extra, env=upstream_env(postgres_endpoint)
+        workdir, [target], users=USERS, extra=extra, env=env, admin_port=0
     ) as proc:
         yield proc
 
@@ -284,3 +302,67 @@ def test_cancel_or_disconnect_withdraws_the_request(
     with pytest.raises(Exception, match="withdrawn"):
         _vote(store, request, Verdict.APPROVE)
     assert 7 in _ids(direct_dsn)
+
+
+def test_requests_and_decisions_are_audited_and_failed_notifications_are_visible(
+    gated: BastionProcess, store: SQLiteApprovalStore, victim: str
+) -> None:
+    api = f"http://127.0.0.1:{gated.admin_port}"
+    login = httpx.post(f"{api}/v1/login", json={"user": "omar", "password": "omar-secret-1"})
+    headers = {"Authorization": f"Bearer {login.json()['token']}"}
+    statement = f"DELETE FROM {victim} WHERE id = 8"
+    client = _psql(gated, "dana", "dana-secret-1", statement)
+    request = _pending(store, statement)
+    reply = httpx.post(
+        f"{api}/v1/approvals/{request.id}/approve", json={"comment": "fine"}, headers=headers
+    )
+    assert reply.status_code == 200, reply.text
+    _, stderr = client.communicate(timeout=15)
+    assert client.returncode == 0, stderr
+
+    def records(kind: str) -> list[dict[str, Any]]:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bastion.cli.main",
+                "audit",
+                "search",
+                "--kind",
+                kind,
+                "--json",
+                "--limit",
+                "1000",
+                "--data-dir",
+                str(gated.data_dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        found = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+        return [r.get("payload", r) for r in found]
+
+    deadline = time.monotonic() + 10
+    while True:
+        mine = [r for r in records("approval") if r.get("request_id") == request.id]
+        events = {r["event"] for r in mine}
+        failures = [
+            r
+            for r in records("approval_notification")
+            if r.get("request_id") == request.id and r.get("outcome") == "failed"
+        ]
+        if {"requested", "voted", "approved", "executed"} <= events and failures:
+            break
+        assert time.monotonic() < deadline, (events, failures)
+        time.sleep(0.2)
+    approved = next(r for r in mine if r["event"] == "approved")
+    assert approved["actor"] == "omar" and approved["user"] == "dana"
+    # The statement's own record names the approval that let it run.
+    statements = [r for r in records("statement") if r.get("approval_id") == request.id]
+    assert statements and statements[0]["outcome"] == "ok"
+    metrics = httpx.get(f"{api}/metrics").text
+    assert 'bastion_approval_notifications_total{channel="webhook-1",outcome="failed"}' in metrics
+    assert 'bastion_approval_events_total{event="approved"}' in metrics
+    assert "s3cret-hook-key" not in gated.log_text()

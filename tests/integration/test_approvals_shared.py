@@ -19,13 +19,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
 
 from bastion.approvals.notify import verify_signature
 from bastion.demo.sample import SampleSummary
 from support.bastion import DEFAULT_USERS, BastionProcess, running_bastion
 from support.bastion import TestUser as User
-from support.servers import PostgresEndpoint
+from support.servers import PostgresEndpoint, scratch_database
 
 from .conftest import shop_target, upstream_env
 
@@ -73,17 +72,9 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def state_url(postgres_endpoint: PostgresEndpoint) -> Iterator[str]:
-    name = f"bastion_state_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres_endpoint.admin_conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield (
-        f"postgresql://{postgres_endpoint.superuser}@{postgres_endpoint.host}:"
-        f"{postgres_endpoint.port}/{name}"
-    )
-    with psycopg.connect(postgres_endpoint.admin_conninfo, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with scratch_database(postgres_endpoint, "bastion_state") as name:
+        endpoint = postgres_endpoint
+        yield f"postgresql://{endpoint.superuser}@{endpoint.host}:{endpoint.port}/{name}"
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ pass quietly. `throwaway_postgres()` gives a test its own server with a chosen a
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, NoReturn
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from bastion.demo.pgserver import PostgresNotFound, PostgresStartFailed, ThrowawayPostgres
@@ -137,3 +139,19 @@ def postgres_endpoint() -> Iterator[PostgresEndpoint]:
         yield endpoint
     finally:
         endpoint.close()
+
+
+@contextmanager
+def scratch_database(endpoint: PostgresEndpoint, prefix: str) -> Iterator[str]:
+    """A private, empty database on `endpoint` for one test scope; yields its name and drops it
+    (with FORCE: sessions left open by the code under test do not keep it alive)."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(endpoint.admin_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(endpoint.admin_conninfo, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

@@ -13,21 +13,18 @@ are aggregated beside their request), which gives each one a consistent snapshot
 Each thread gets its own connection; a broken one is dropped and replaced on the next call, so
 the store recovers by itself when the server comes back. Connection strings are never logged,
 repr'd or put into errors: they may hold passwords. Errors name the host and database only.
+That plumbing is `bastion.store.postgres`'s.
 (Annotations after the `list` method spell `builtins.list`, which that method's name hides.)
 """
 
 from __future__ import annotations
 
 import builtins
-import re
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bastion.approvals import rules
 from bastion.approvals.errors import RequestNotFound, StateStoreError
@@ -40,12 +37,9 @@ from bastion.approvals.model import (
     Verdict,
     Vote,
 )
+from bastion.store.postgres import DEFAULT_CONNECT_TIMEOUT, PostgresConnections
 
-SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = "bastion_state"
-DEFAULT_CONNECT_TIMEOUT = 5
-_SCHEMA_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_T = TypeVar("_T")
 
 # Each entry upgrades the schema from version (index) to version (index + 1); `{schema}` is
 # replaced by the quoted schema name.
@@ -97,6 +91,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
     ),
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 _DRAFT_COLUMNS = (
     "requester, requester_groups, source_address, target, statement, parameters, fingerprint, "
     "grant_key, rule, policy_reason, reason, approver_groups, min_approvals, session_id"
@@ -129,38 +124,29 @@ class PostgresApprovalStore:
         schema: str = DEFAULT_SCHEMA,
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
-        if not _SCHEMA_NAME_RE.match(schema):
-            raise ValueError("state store schema names are lowercase letters, digits and '_'")
-        try:
-            params = conninfo_to_dict(conninfo)
-        except psycopg.ProgrammingError:
-            # libpq quotes the bad part of the string, which may be the password.
-            raise StateStoreError(
-                "the approval state store's connection string is invalid"
-            ) from None
-        if "connect_timeout" not in params:
-            conninfo = make_conninfo(conninfo, connect_timeout=connect_timeout)
-        self._conninfo = conninfo
-        self._where = f"{params.get('host', 'localhost')}/{params.get('dbname', '')}"
+        self._db = PostgresConnections(
+            conninfo,
+            schema=schema,
+            schema_label="state store",
+            name="approval state store",
+            error=StateStoreError,
+            connect_timeout=connect_timeout,
+            summarize_outages=True,
+        )
         self.schema = schema
-        self._ident = sql.Identifier(schema)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[psycopg.Connection[Any]] = []
-        self._closed = False
-        try:
-            self._run(self._migrate)
-        except BaseException:
-            self.close()
-            raise
+        self._db.migrate(
+            _MIGRATIONS,
+            lock_key=f"state:{schema}",
+            too_new=lambda message: StateStoreError(f"{message} (upgrade Bastion)"),
+        )
 
     def __repr__(self) -> str:
-        return f"PostgresApprovalStore({self._where!r}, schema={self.schema!r})"
+        return f"PostgresApprovalStore({self._db.where!r}, schema={self.schema!r})"
 
     # Requests.
 
     def create(self, draft: RequestDraft, now: datetime) -> ApprovalRequest:
-        statement = self._sql(
+        statement = self._db.sql(
             f"INSERT INTO {{schema}}.requests ({_DRAFT_COLUMNS}, state, created_at, expires_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "RETURNING id"
@@ -178,7 +164,7 @@ class PostgresApprovalStore:
                 assert row is not None
                 return int(row[0])
 
-        return rules.pending_request(self._run(write), draft, now)
+        return rules.pending_request(self._db.run(write), draft, now)
 
     def get(self, request_id: int) -> ApprovalRequest | None:
         return self.get_many([request_id]).get(request_id)
@@ -189,7 +175,7 @@ class PostgresApprovalStore:
         where, params = "true", tuple[Any, ...]()
         if states:
             where, params = "r.state = ANY(%s::text[])", ([ApprovalState(s).value for s in states],)
-        return self._run(
+        return self._db.run(
             lambda conn: self._load(
                 conn, f"{where} ORDER BY r.id DESC LIMIT %s", (*params, max(limit, 0))
             )
@@ -199,7 +185,7 @@ class PostgresApprovalStore:
         if not request_ids:
             return {}
         ids = sorted(set(request_ids))
-        found = self._run(lambda conn: self._load(conn, "r.id = ANY(%s::bigint[])", (ids,)))
+        found = self._db.run(lambda conn: self._load(conn, "r.id = ANY(%s::bigint[])", (ids,)))
         return {request.id: request for request in found}
 
     def vote(
@@ -211,7 +197,7 @@ class PostgresApprovalStore:
         now: datetime,
         grant_ttl: timedelta,
     ) -> ApprovalRequest:
-        insert = self._sql(
+        insert = self._db.sql(
             "INSERT INTO {schema}.votes (request_id, approver, verdict, comment, at) "
             "VALUES (%s, %s, %s, %s, %s)"
         )
@@ -231,7 +217,7 @@ class PostgresApprovalStore:
                 )
                 return self._save(conn, request, decided)
 
-        return self._run(write)
+        return self._db.run(write)
 
     def withdraw(self, request_id: int, reason: str, now: datetime) -> ApprovalRequest | None:
         def write(conn: psycopg.Connection[Any]) -> ApprovalRequest | None:
@@ -243,10 +229,10 @@ class PostgresApprovalStore:
                     return None
                 return self._save(conn, request, rules.withdrawn(request, reason, _aware(now)))
 
-        return self._run(write)
+        return self._db.run(write)
 
     def find_pending(self, grant_key: str, now: datetime) -> ApprovalRequest | None:
-        found = self._run(
+        found = self._db.run(
             lambda conn: self._load(
                 conn,
                 "r.grant_key = %s AND r.state = 'pending' AND r.expires_at > %s "
@@ -261,10 +247,10 @@ class PostgresApprovalStore:
             with conn.transaction():
                 return self._consume(conn, request_id, _aware(now))
 
-        return self._run(write)
+        return self._db.run(write)
 
     def consume_grant(self, grant_key: str, now: datetime) -> ApprovalRequest | None:
-        candidates = self._sql(
+        candidates = self._db.sql(
             "SELECT id FROM {schema}.requests WHERE grant_key = %s AND state = 'approved' "
             "AND grant_expires_at > %s ORDER BY id"
         )
@@ -279,10 +265,10 @@ class PostgresApprovalStore:
                         return consumed
                 return None
 
-        return self._run(write)
+        return self._db.run(write)
 
     def expire(self, now: datetime) -> builtins.list[ApprovalRequest]:
-        lock = self._sql(
+        lock = self._db.sql(
             f"SELECT id FROM {{schema}}.requests WHERE {_EXPIRED} ORDER BY id FOR UPDATE"
         )
 
@@ -298,12 +284,12 @@ class PostgresApprovalStore:
                     if rules.is_expired(request, now)
                 ]
 
-        return self._run(write)
+        return self._db.run(write)
 
     # Admin API tokens.
 
     def add_token(self, record: TokenRecord) -> None:
-        statement = self._sql(
+        statement = self._db.sql(
             f"INSERT INTO {{schema}}.tokens ({_TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
         )
         values = (
@@ -325,10 +311,10 @@ class PostgresApprovalStore:
                     f"token {record.id} was not added: its id or digest is already stored"
                 ) from None
 
-        self._run(write)
+        self._db.run(write)
 
     def find_token(self, digest: str, now: datetime) -> TokenRecord | None:
-        statement = self._sql(
+        statement = self._db.sql(
             f"SELECT {_TOKEN_COLUMNS} FROM {{schema}}.tokens WHERE digest = %s AND NOT revoked "
             "AND (expires_at IS NULL OR expires_at > %s)"
         )
@@ -337,16 +323,18 @@ class PostgresApprovalStore:
             row = conn.execute(statement, (digest, _aware(now))).fetchone()
             return None if row is None else _token(row)
 
-        return self._run(read)
+        return self._db.run(read)
 
     def list_tokens(self) -> builtins.list[TokenRecord]:
-        statement = self._sql(
+        statement = self._db.sql(
             f"SELECT {_TOKEN_COLUMNS} FROM {{schema}}.tokens ORDER BY created_at, id"
         )
-        return self._run(lambda conn: [_token(row) for row in conn.execute(statement).fetchall()])
+        return self._db.run(
+            lambda conn: [_token(row) for row in conn.execute(statement).fetchall()]
+        )
 
     def revoke_token(self, token_id: str) -> bool:
-        statement = self._sql(
+        statement = self._db.sql(
             "UPDATE {schema}.tokens SET revoked = true WHERE id = %s AND NOT revoked"
         )
 
@@ -354,14 +342,14 @@ class PostgresApprovalStore:
             with conn.transaction():
                 return conn.execute(statement, (token_id,)).rowcount == 1
 
-        return self._run(write)
+        return self._db.run(write)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
+        self._db.close()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """This thread's connection (tests end its backend to check recovery)."""
+        return self._db.connection()
 
     # Loading and saving requests (inside the caller's transaction).
 
@@ -369,12 +357,12 @@ class PostgresApprovalStore:
         self, conn: psycopg.Connection[Any], where: str, params: Any
     ) -> builtins.list[ApprovalRequest]:
         """The requests matching `where` (on alias `r`, may end in ORDER BY / LIMIT)."""
-        statement = self._sql(f"{_SELECT_REQUESTS} WHERE {where}")
+        statement = self._db.sql(f"{_SELECT_REQUESTS} WHERE {where}")
         return [_request(row) for row in conn.execute(statement, params).fetchall()]
 
     def _lock_one(self, conn: psycopg.Connection[Any], request_id: int) -> ApprovalRequest | None:
         """The request, its row locked until the transaction ends; None if there is none."""
-        lock = self._sql("SELECT id FROM {schema}.requests WHERE id = %s FOR UPDATE")
+        lock = self._db.sql("SELECT id FROM {schema}.requests WHERE id = %s FOR UPDATE")
         if conn.execute(lock, (request_id,)).fetchone() is None:
             return None
         # Read after the lock: at READ COMMITTED this statement sees every committed vote.
@@ -393,7 +381,7 @@ class PostgresApprovalStore:
         self, conn: psycopg.Connection[Any], before: ApprovalRequest, after: ApprovalRequest
     ) -> ApprovalRequest:
         """Write `after`'s state, guarded by `before`'s (the row lock keeps it current)."""
-        statement = self._sql(
+        statement = self._db.sql(
             "UPDATE {schema}.requests SET state = %s, decided_at = %s, grant_expires_at = %s, "
             "executed_at = %s, state_reason = %s WHERE id = %s AND state = %s"
         )
@@ -412,83 +400,6 @@ class PostgresApprovalStore:
         if cursor.rowcount != 1:
             raise StateStoreError(f"request {after.id} changed while it was being updated")
         return after
-
-    # Connections, SQL and errors.
-
-    def _sql(self, text: str) -> sql.Composed:
-        # Literal braces in `text` are doubled; only {schema} is a placeholder.
-        return sql.SQL(text).format(schema=self._ident)
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is not None and not conn.closed:
-            return conn
-        with self._lock:
-            if self._closed:
-                raise StateStoreError(f"approval state store {self._where} is closed")
-        conn = psycopg.connect(self._conninfo, autocommit=True)
-        with self._lock:
-            self._connections.append(conn)
-        self._local.conn = conn
-        return conn
-
-    def _run(self, operation: Callable[[psycopg.Connection[Any]], _T]) -> _T:
-        conn: psycopg.Connection[Any] | None = None
-        try:
-            conn = self._connection()
-            return operation(conn)
-        except psycopg.OperationalError as exc:
-            if conn is not None:
-                self._discard(conn)
-            code = f", SQLSTATE {exc.sqlstate}" if exc.sqlstate else ""
-            raise StateStoreError(
-                f"approval state store {self._where} is unreachable or failed "
-                f"({type(exc).__name__}{code})"
-            ) from exc
-        except psycopg.Error as exc:
-            if conn is not None and (conn.broken or conn.closed):
-                self._discard(conn)
-            raise StateStoreError(
-                f"approval state store {self._where}: {type(exc).__name__}: {_first_line(exc)}"
-            ) from exc
-
-    def _discard(self, conn: psycopg.Connection[Any]) -> None:
-        self._local.conn = None
-        with self._lock:
-            if conn in self._connections:
-                self._connections.remove(conn)
-        conn.close()
-
-    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"state:{self.schema}",))
-            conn.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {schema}"))
-            conn.execute(
-                self._sql(
-                    "CREATE TABLE IF NOT EXISTS {schema}.schema_version (version integer NOT NULL)"
-                )
-            )
-            row = conn.execute(
-                self._sql("SELECT coalesce(max(version), 0) FROM {schema}.schema_version")
-            ).fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise StateStoreError(
-                    f"state store schema {self.schema} has version {version}; this Bastion "
-                    f"knows versions up to {SCHEMA_VERSION} (upgrade Bastion)"
-                )
-            for target in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[target]:
-                    conn.execute(self._sql(statement))
-                conn.execute(
-                    self._sql("INSERT INTO {schema}.schema_version (version) VALUES (%s)"),
-                    (target + 1,),
-                )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def _aware(moment: datetime) -> datetime:

@@ -9,23 +9,21 @@ Every change runs in a BEGIN IMMEDIATE transaction: the write lock is taken befo
 is read, so two processes sharing the file (or two threads of one) serialize, and the rules in
 `rules.py` always judge the current state. Reads run in a deferred transaction, which gives them
 one consistent snapshot of a request and its votes. Each thread gets its own connection, since
-the event loop calls the store from worker threads. `synchronous` is FULL: a consumed grant must
-stay consumed after a power loss, or its statement could run twice. (Annotations after the
-`list` method spell `builtins.list`, which that method's name hides.)
+the event loop calls the store from worker threads (that plumbing is `bastion.store.sqlite`'s).
+`synchronous` is FULL: a consumed grant must stay consumed after a power loss, or its statement
+could run twice. (Annotations after the `list` method spell `builtins.list`, which that method's
+name hides.)
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
-import os
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from bastion.approvals import rules
 from bastion.approvals.errors import RequestNotFound, StateStoreError
@@ -38,11 +36,10 @@ from bastion.approvals.model import (
     Verdict,
     Vote,
 )
+from bastion.store.sqlite import SQLiteConnections, create_private_file, write_transaction
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 _CHUNK = 500  # ids per IN (...) list, well below SQLite's bound-parameter limit
-_T = TypeVar("_T")
 
 # Each entry upgrades the schema from version (index) to version (index + 1).
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -93,6 +90,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
     ),
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 _DRAFT_COLUMNS = (
     "requester, requester_groups, source_address, target, statement, parameters, fingerprint, "
     "grant_key, rule, policy_reason, reason, approver_groups, min_approvals, session_id"
@@ -114,16 +112,22 @@ class SQLiteApprovalStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        _create_private_file(self.path)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._closed = False
         try:
-            self._run(self._migrate)
-        except BaseException:
-            self.close()
-            raise
+            create_private_file(self.path)
+        except OSError as exc:
+            raise StateStoreError(
+                f"cannot create the approval state store {self.path}: {exc.strerror}"
+            ) from exc
+        self._db = SQLiteConnections(
+            self.path,
+            name="approval state store",
+            error=StateStoreError,
+            synchronous="FULL",
+            busy_timeout_ms=BUSY_TIMEOUT_MS,
+        )
+        self._db.migrate(
+            _MIGRATIONS, too_new=lambda message: StateStoreError(f"{message} (upgrade Bastion)")
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteApprovalStore({str(self.path)!r})"
@@ -139,7 +143,7 @@ class SQLiteApprovalStore:
         )
 
         def write(conn: sqlite3.Connection) -> int:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 cursor = conn.execute(
                     f"INSERT INTO requests ({_DRAFT_COLUMNS}, state, created_us, expires_us) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -148,7 +152,7 @@ class SQLiteApprovalStore:
                 assert cursor.lastrowid is not None
                 return cursor.lastrowid
 
-        return rules.pending_request(self._run(write), draft, now)
+        return rules.pending_request(self._db.run(write), draft, now)
 
     def get(self, request_id: int) -> ApprovalRequest | None:
         return self.get_many([request_id]).get(request_id)
@@ -160,7 +164,7 @@ class SQLiteApprovalStore:
         if states:
             where = f"state IN ({', '.join('?' * len(states))})"
             params = tuple(ApprovalState(state).value for state in states)
-        return self._read(
+        return self._db.read(
             lambda conn: _load(conn, f"{where} ORDER BY id DESC LIMIT ?", (*params, max(limit, 0)))
         )
 
@@ -174,7 +178,7 @@ class SQLiteApprovalStore:
                 found.update((r.id, r) for r in _load(conn, f"id IN ({marks})", tuple(chunk)))
             return found
 
-        return self._read(read)
+        return self._db.read(read)
 
     def vote(
         self,
@@ -186,7 +190,7 @@ class SQLiteApprovalStore:
         grant_ttl: timedelta,
     ) -> ApprovalRequest:
         def write(conn: sqlite3.Connection) -> ApprovalRequest:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 request = _load_one(conn, request_id)
                 if request is None:
                     raise RequestNotFound(f"there is no approval request {request_id}")
@@ -200,11 +204,11 @@ class SQLiteApprovalStore:
                 _save(conn, request, decided)
                 return decided
 
-        return self._run(write)
+        return self._db.run(write)
 
     def withdraw(self, request_id: int, reason: str, now: datetime) -> ApprovalRequest | None:
         def write(conn: sqlite3.Connection) -> ApprovalRequest | None:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 request = _load_one(conn, request_id)
                 if request is None or request.state is not ApprovalState.PENDING:
                     return None
@@ -212,10 +216,10 @@ class SQLiteApprovalStore:
                     return None
                 return _save(conn, request, rules.withdrawn(request, reason, now))
 
-        return self._run(write)
+        return self._db.run(write)
 
     def find_pending(self, grant_key: str, now: datetime) -> ApprovalRequest | None:
-        found = self._read(
+        found = self._db.read(
             lambda conn: _load(
                 conn,
                 "grant_key = ? AND state = 'pending' AND expires_us > ? ORDER BY id DESC LIMIT 1",
@@ -226,14 +230,14 @@ class SQLiteApprovalStore:
 
     def consume(self, request_id: int, now: datetime) -> ApprovalRequest | None:
         def write(conn: sqlite3.Connection) -> ApprovalRequest | None:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 return _consume(conn, request_id, now)
 
-        return self._run(write)
+        return self._db.run(write)
 
     def consume_grant(self, grant_key: str, now: datetime) -> ApprovalRequest | None:
         def write(conn: sqlite3.Connection) -> ApprovalRequest | None:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 rows = conn.execute(
                     "SELECT id FROM requests WHERE grant_key = ? AND state = 'approved' "
                     "AND grant_expires_us > ? ORDER BY id LIMIT 1",
@@ -241,11 +245,11 @@ class SQLiteApprovalStore:
                 ).fetchall()
                 return _consume(conn, int(rows[0][0]), now) if rows else None
 
-        return self._run(write)
+        return self._db.run(write)
 
     def expire(self, now: datetime) -> builtins.list[ApprovalRequest]:
         def write(conn: sqlite3.Connection) -> list[ApprovalRequest]:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 ids = [
                     int(row[0])
                     for row in conn.execute(
@@ -260,7 +264,7 @@ class SQLiteApprovalStore:
                             changed.append(_save(conn, request, rules.expired(request, now)))
                 return changed
 
-        return self._run(write)
+        return self._db.run(write)
 
     # Admin API tokens.
 
@@ -276,7 +280,7 @@ class SQLiteApprovalStore:
         )
 
         def write(conn: sqlite3.Connection) -> None:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 try:
                     conn.execute(
                         f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -287,7 +291,7 @@ class SQLiteApprovalStore:
                         f"token {record.id} was not added: its id or digest is already stored"
                     ) from None
 
-        self._run(write)
+        self._db.run(write)
 
     def find_token(self, digest: str, now: datetime) -> TokenRecord | None:
         def read(conn: sqlite3.Connection) -> TokenRecord | None:
@@ -298,10 +302,10 @@ class SQLiteApprovalStore:
             ).fetchone()
             return None if row is None else _token(row)
 
-        return self._read(read)
+        return self._db.read(read)
 
     def list_tokens(self) -> builtins.list[TokenRecord]:
-        return self._read(
+        return self._db.read(
             lambda conn: [
                 _token(row)
                 for row in conn.execute(
@@ -312,100 +316,16 @@ class SQLiteApprovalStore:
 
     def revoke_token(self, token_id: str) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 cursor = conn.execute(
                     "UPDATE tokens SET revoked = 1 WHERE id = ? AND revoked = 0", (token_id,)
                 )
                 return cursor.rowcount == 1
 
-        return self._run(write)
+        return self._db.run(write)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-
-    # Connections, transactions and errors.
-
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        with self._lock:
-            if self._closed:
-                raise StateStoreError(f"approval state store {self.path} is closed")
-            conn = sqlite3.connect(
-                self.path,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )
-            self._connections.append(conn)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        self._local.conn = conn
-        return conn
-
-    def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        try:
-            return operation(self._connection())
-        except sqlite3.Error as exc:
-            raise StateStoreError(f"approval state store {self.path}: {exc}") from exc
-
-    def _read(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        """`operation` in a read transaction: one snapshot for a request and its votes."""
-
-        def read(conn: sqlite3.Connection) -> _T:
-            conn.execute("BEGIN")
-            try:
-                return operation(conn)
-            finally:
-                conn.execute("COMMIT")
-
-        return self._run(read)
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        with _write_transaction(conn):
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-            version = int(row[0] or 0)
-            if version > SCHEMA_VERSION:
-                raise StateStoreError(
-                    f"approval state store {self.path} has schema version {version}; this "
-                    f"Bastion knows versions up to {SCHEMA_VERSION} (upgrade Bastion)"
-                )
-            for target in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[target]:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target + 1,))
-
-
-def _create_private_file(path: Path) -> None:
-    """An empty file readable by its owner only; SQLite gives its -wal and -shm the same mode."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise StateStoreError(
-            f"cannot create the approval state store {path}: {exc.strerror}"
-        ) from exc
-
-
-@contextlib.contextmanager
-def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE: the write lock first, so what the transaction reads cannot go stale."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        self._db.close()
 
 
 def _consume(conn: sqlite3.Connection, request_id: int, now: datetime) -> ApprovalRequest | None:

@@ -14,20 +14,16 @@ crash, exactly as the writer's queue may); sync mode uses the server's setting.
 
 Each thread gets its own connection; a broken one is dropped and replaced on next use, so the
 store recovers by itself when the server comes back. Connection strings are never logged or put
-into errors: they may hold passwords.
+into errors: they may hold passwords. That plumbing is `bastion.store.postgres`'s.
 """
 
 from __future__ import annotations
 
-import re
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bastion.audit.errors import AuditStoreError, ChainConflict
 from bastion.audit.record import (
@@ -45,11 +41,7 @@ from bastion.audit.store import (
     check_batch,
     like_escape,
 )
-
-SCHEMA_VERSION = 1
-DEFAULT_CONNECT_TIMEOUT = 5
-_SCHEMA_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_T = TypeVar("_T")
+from bastion.store.postgres import DEFAULT_CONNECT_TIMEOUT, PostgresConnections
 
 # Each entry upgrades the schema from version (index) to version (index + 1); `{schema}` is
 # replaced by the quoted schema name.
@@ -83,6 +75,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"INSERT INTO {{schema}}.chain_head (seq, hash) VALUES (0, '{GENESIS_HASH}')",
     ),
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 _COLUMNS = "seq, ts, kind, payload, prev_hash, hash"
 _INSERT_COLUMNS = (
     "seq, ts, kind, username, target, decision, rule, tables, payload, prev_hash, hash"
@@ -100,50 +93,45 @@ class PostgresAuditStore:
         durability: Durability = "buffered",
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
-        if not _SCHEMA_NAME_RE.match(schema):
-            raise ValueError("audit schema names are lowercase letters, digits and '_'")
-        try:
-            params = conninfo_to_dict(conninfo)
-        except psycopg.ProgrammingError:
-            raise AuditStoreError("the audit store's connection string is invalid") from None
-        if "connect_timeout" not in params:
-            conninfo = make_conninfo(conninfo, connect_timeout=connect_timeout)
-        self._conninfo = conninfo
-        self._where = f"{params.get('host', 'localhost')}/{params.get('dbname', '')}"
+        self._db = PostgresConnections(
+            conninfo,
+            schema=schema,
+            schema_label="audit",
+            name="audit store",
+            error=AuditStoreError,
+            connect_timeout=connect_timeout,
+        )
         self.schema = schema
-        self._ident = sql.Identifier(schema)
         self._synchronous_commit = durability == "sync"
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[psycopg.Connection[Any]] = []
-        self._closed = False
-        try:
-            self._run(self._migrate)
-        except BaseException:
-            self.close()
-            raise
+        self._db.migrate(
+            _MIGRATIONS,
+            lock_key=f"audit:{schema}",
+            too_new=lambda message: AuditStoreError(
+                message, hint="upgrade Bastion, or point it at another schema"
+            ),
+        )
 
     def __repr__(self) -> str:
-        return f"PostgresAuditStore({self._where!r}, schema={self.schema!r})"
+        return f"PostgresAuditStore({self._db.where!r}, schema={self.schema!r})"
 
     # The protocol.
 
     def head(self) -> ChainHead:
         def query(conn: psycopg.Connection[Any]) -> ChainHead:
-            row = conn.execute(self._sql("SELECT seq, hash FROM {schema}.chain_head")).fetchone()
+            row = conn.execute(self._db.sql("SELECT seq, hash FROM {schema}.chain_head")).fetchone()
             assert row is not None
             return ChainHead(int(row[0]), str(row[1]))
 
-        return self._run(query)
+        return self._db.run(query)
 
     def append(self, records: Sequence[AuditRecord]) -> None:
         if not records:
             return
         check_batch(records)
         rows = [_row(record) for record in records]
-        lock = self._sql("SELECT seq, hash FROM {schema}.chain_head FOR UPDATE")
-        copy = self._sql(f"COPY {{schema}}.records ({_INSERT_COLUMNS}) FROM STDIN")
-        move = self._sql("UPDATE {schema}.chain_head SET seq = %s, hash = %s")
+        lock = self._db.sql("SELECT seq, hash FROM {schema}.chain_head FOR UPDATE")
+        copy = self._db.sql(f"COPY {{schema}}.records ({_INSERT_COLUMNS}) FROM STDIN")
+        move = self._db.sql("UPDATE {schema}.chain_head SET seq = %s, hash = %s")
 
         def write(conn: psycopg.Connection[Any]) -> None:
             with conn.transaction():
@@ -159,7 +147,7 @@ class PostgresAuditStore:
                         writer.write_row(values)
                 conn.execute(move, (records[-1].seq, records[-1].hash))
 
-        self._run(write)
+        self._db.run(write)
 
     def last(self, kind: str | None = None) -> AuditRecord | None:
         if kind is None:
@@ -230,99 +218,32 @@ class PostgresAuditStore:
         return self._all(text, tuple(params))
 
     def prune(self, before_seq: int) -> int:
-        statement = self._sql("DELETE FROM {schema}.records WHERE seq < %s")
+        statement = self._db.sql("DELETE FROM {schema}.records WHERE seq < %s")
 
         def delete(conn: psycopg.Connection[Any]) -> int:
             with conn.transaction():
                 return conn.execute(statement, (before_seq,)).rowcount
 
-        return self._run(delete)
+        return self._db.run(delete)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-
-    # Connections, SQL and errors.
-
-    def _sql(self, text: str) -> sql.Composed:
-        # Literal braces in `text` are doubled; only {schema} is a placeholder.
-        return sql.SQL(text).format(schema=self._ident)
+        self._db.close()
 
     def _connection(self) -> psycopg.Connection[Any]:
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is not None and not conn.closed:
-            return conn
-        with self._lock:
-            if self._closed:
-                raise AuditStoreError(f"audit store {self._where} is closed")
-        conn = psycopg.connect(self._conninfo, autocommit=True)
-        with self._lock:
-            self._connections.append(conn)
-        self._local.conn = conn
-        return conn
+        """This thread's connection (tests end its backend to check recovery)."""
+        return self._db.connection()
 
-    def _run(self, operation: Callable[[psycopg.Connection[Any]], _T]) -> _T:
-        conn: psycopg.Connection[Any] | None = None
-        try:
-            conn = self._connection()
-            return operation(conn)
-        except psycopg.Error as exc:
-            if conn is not None and (conn.broken or conn.closed):
-                self._discard(conn)
-            raise AuditStoreError(
-                f"audit store {self._where}: {type(exc).__name__}: {_first_line(exc)}"
-            ) from exc
-
-    def _discard(self, conn: psycopg.Connection[Any]) -> None:
-        self._local.conn = None
-        with self._lock:
-            if conn in self._connections:
-                self._connections.remove(conn)
-        conn.close()
+    # Queries.
 
     def _one(self, text: str, params: tuple[Any, ...] = ()) -> AuditRecord | None:
         rows = self._all(text, params)
         return rows[0] if rows else None
 
     def _all(self, text: str, params: tuple[Any, ...] = ()) -> list[AuditRecord]:
-        statement = self._sql(text)
-        return self._run(
+        statement = self._db.sql(text)
+        return self._db.run(
             lambda conn: [_record(row) for row in conn.execute(statement, params).fetchall()]
         )
-
-    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"audit:{self.schema}",))
-            conn.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {schema}"))
-            conn.execute(
-                self._sql(
-                    "CREATE TABLE IF NOT EXISTS {schema}.schema_version (version integer NOT NULL)"
-                )
-            )
-            row = conn.execute(
-                self._sql("SELECT coalesce(max(version), 0) FROM {schema}.schema_version")
-            ).fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise AuditStoreError(
-                    f"audit schema {self.schema} has version {version}; this Bastion knows "
-                    f"versions up to {SCHEMA_VERSION}",
-                    hint="upgrade Bastion, or point it at another schema",
-                )
-            for target in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[target]:
-                    conn.execute(self._sql(statement))
-                conn.execute(
-                    self._sql("INSERT INTO {schema}.schema_version (version) VALUES (%s)"),
-                    (target + 1,),
-                )
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
 
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:

@@ -11,14 +11,12 @@ Each thread gets its own connection (WAL lets readers run beside the writer). Ap
 write lock first (BEGIN IMMEDIATE), so processes sharing the file cannot fork the chain.
 `synchronous` is NORMAL in buffered mode (a power loss may lose the last transactions, never
 corrupt the file) and FULL in sync mode (a commit is on disk before it is acknowledged).
+Connections, transactions and migrations are `bastion.store.sqlite`'s plumbing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -35,8 +33,8 @@ from bastion.audit.record import (
     ts_to_micros,
 )
 from bastion.audit.store import PAGE_SIZE, Durability, SearchFilter, check_batch, like_escape
+from bastion.store.sqlite import SQLiteConnections, create_private_file, write_transaction
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 10_000
 _T = TypeVar("_T")
 
@@ -70,6 +68,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"INSERT INTO chain_head (id, seq, hash) VALUES (1, 0, '{GENESIS_HASH}')",
     ),
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 _COLUMNS = "seq, ts_us, kind, payload, prev_hash, hash"
 
 
@@ -83,17 +82,26 @@ class SQLiteAuditStore:
         if not self.path.exists():
             if not create:
                 raise AuditStoreError(f"no audit store at {self.path}")
-            _create_private_file(self.path)
-        self._synchronous = "FULL" if durability == "sync" else "NORMAL"
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._closed = False
-        try:
-            self._run(self._migrate)
-        except BaseException:
-            self.close()
-            raise
+            try:
+                create_private_file(self.path)
+            except OSError as exc:
+                raise AuditStoreError(
+                    f"cannot create audit store {self.path}: {exc.strerror}"
+                ) from exc
+        self._db = SQLiteConnections(
+            self.path,
+            name="audit store",
+            error=AuditStoreError,
+            synchronous="FULL" if durability == "sync" else "NORMAL",
+            busy_timeout_ms=BUSY_TIMEOUT_MS,
+            text_factory=_decode_text,
+        )
+        self._db.migrate(
+            _MIGRATIONS,
+            too_new=lambda message: AuditStoreError(
+                message, hint="upgrade Bastion, or point it at another audit store"
+            ),
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteAuditStore({str(self.path)!r})"
@@ -105,7 +113,7 @@ class SQLiteAuditStore:
             row = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
             return ChainHead(int(row[0]), str(row[1]))
 
-        return self._run(query)
+        return self._db.run(query)
 
     def append(self, records: Sequence[AuditRecord]) -> None:
         if not records:
@@ -114,7 +122,7 @@ class SQLiteAuditStore:
         rows = [_row(record) for record in records]
 
         def write(conn: sqlite3.Connection) -> None:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 seq, hash = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
                 first = records[0]
                 if first.seq != seq + 1 or first.prev_hash != hash:
@@ -129,7 +137,7 @@ class SQLiteAuditStore:
                     (records[-1].seq, records[-1].hash),
                 )
 
-        self._run(write)
+        self._db.run(write)
 
     def last(self, kind: str | None = None) -> AuditRecord | None:
         if kind is None:
@@ -197,96 +205,33 @@ class SQLiteAuditStore:
 
     def prune(self, before_seq: int) -> int:
         def delete(conn: sqlite3.Connection) -> int:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 return int(
                     conn.execute("DELETE FROM records WHERE seq < ?", (before_seq,)).rowcount
                 )
 
-        return self._run(delete)
+        return self._db.run(delete)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
+        self._db.close()
 
-    # Connections and errors.
-
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        with self._lock:
-            if self._closed:
-                raise AuditStoreError(f"audit store {self.path} is closed")
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-            self._connections.append(conn)
-        conn.text_factory = _decode_text
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        self._local.conn = conn
-        return conn
+    # Queries.
 
     def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        try:
-            return operation(self._connection())
-        except sqlite3.Error as exc:
-            raise AuditStoreError(f"audit store {self.path}: {exc}") from exc
+        """`operation` on this thread's connection (tests read pragmas through it)."""
+        return self._db.run(operation)
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> AuditRecord | None:
         rows = self._all(sql, params)
         return rows[0] if rows else None
 
     def _all(self, sql: str, params: tuple[Any, ...]) -> list[AuditRecord]:
-        return self._run(lambda conn: [_record(row) for row in conn.execute(sql, params)])
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        with _write_transaction(conn):
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-            version = int(row[0] or 0)
-            if version > SCHEMA_VERSION:
-                raise AuditStoreError(
-                    f"audit store {self.path} has schema version {version}; this Bastion "
-                    f"knows versions up to {SCHEMA_VERSION}",
-                    hint="upgrade Bastion, or point it at another audit store",
-                )
-            for target in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[target]:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target + 1,))
+        return self._db.run(lambda conn: [_record(row) for row in conn.execute(sql, params)])
 
 
 def _decode_text(data: bytes) -> str:
     """Text columns as stored: bytes that are not UTF-8 survive to fail their hash check."""
     return data.decode("utf-8", "surrogateescape")
-
-
-def _create_private_file(path: Path) -> None:
-    """An empty file readable by its owner only; SQLite gives its -wal and -shm the same mode."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise AuditStoreError(f"cannot create audit store {path}: {exc.strerror}") from exc
-
-
-@contextlib.contextmanager
-def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE (the write lock first, so the head read inside cannot go stale)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:
