@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bastion.admin.api import build_admin_app
+from bastion.admin.approval_page import approval_links
 from bastion.admin.auth import ApiAuthenticator
 from bastion.admin.server import AdminServer
 from bastion.approvals.notify import Channel, Notifier
@@ -183,13 +184,7 @@ def build_approvals(
     ]
     if channels:
         base = admin_base_url(config)
-        links = None
-        if base is not None:
-
-            def links(request_id: int) -> tuple[str, str, str]:
-                page = f"{base}/approvals/{request_id}"
-                return page, f"{page}?action=approve", f"{page}?action=deny"
-
+        links = approval_links(base) if base is not None else None
         recorder.notifier = Notifier(channels, links=links, on_delivery=recorder.delivered)
     service.add_listener(recorder)
     return service, recorder.notifier

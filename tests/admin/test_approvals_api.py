@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from bastion.admin.api import build_admin_app
-from bastion.admin.approvals_api import approval_links
+from bastion.admin.approval_page import approval_links
 from bastion.admin.auth import ApiAuthenticator
 from bastion.approvals.model import ApprovalRequest, RequestDraft, grant_key
 from bastion.approvals.service import ApprovalService, ApprovalSettings

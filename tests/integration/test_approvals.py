@@ -4,7 +4,9 @@ as `bastion approvals approve` does through another instance's admin API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -14,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from bastion.approvals.model import ApprovalRequest, ApprovalState, Approver, Verdict
 from bastion.approvals.sqlite_store import SQLiteApprovalStore
@@ -366,3 +370,47 @@ def test_requests_and_decisions_are_audited_and_failed_notifications_are_visible
     assert 'bastion_approval_notifications_total{channel="webhook-1",outcome="failed"}' in metrics
     assert 'bastion_approval_events_total{event="approved"}' in metrics
     assert "s3cret-hook-key" not in gated.log_text()
+
+
+def test_psql_ctrl_c_withdraws_the_request(
+    gated: BastionProcess, store: SQLiteApprovalStore, victim: str, direct_dsn: str
+) -> None:
+    statement = f"DELETE FROM {victim} WHERE id = 9"
+    client = _psql(gated, "dana", "dana-secret-1", statement)
+    request = _pending(store, statement)
+    client.send_signal(signal.SIGINT)  # psql sends a CancelRequest, as on Ctrl-C
+    _, stderr = client.communicate(timeout=15)
+    assert client.returncode != 0
+    assert "canceling statement due to user request" in stderr
+    assert f"approval request {request.id} withdrawn" in stderr
+    assert store.get(request.id).state is ApprovalState.WITHDRAWN  # type: ignore[union-attr]
+    assert 9 in _ids(direct_dsn)
+
+
+def test_asyncpg_prepared_statement_waits_for_approval(
+    gated: BastionProcess, store: SQLiteApprovalStore, victim: str, direct_dsn: str
+) -> None:
+    async def run() -> str:
+        params = conninfo_to_dict(gated.dsn("dana", "dana-secret-1"))
+        conn = await asyncpg.connect(
+            host=params["host"],
+            port=int(params["port"]),
+            user=params["user"],
+            password=params["password"],
+            database=params["dbname"],
+            ssl=False,
+        )
+        try:
+            statement = await conn.prepare(f"DELETE FROM {victim} WHERE id = $1")
+            await statement.fetchval(6)
+            return str(statement.get_statusmsg())
+        finally:
+            await conn.close()
+
+    thread, results = _in_background(lambda: asyncio.run(run()))
+    request = _pending(store, f"DELETE FROM {victim} WHERE id = $1")
+    assert request.parameters == ("6",)  # asyncpg sends int4 in binary: decoded for approvers
+    _vote(store, request, Verdict.APPROVE)
+    thread.join(15)
+    assert results == ["DELETE 1"]
+    assert 6 not in _ids(direct_dsn)

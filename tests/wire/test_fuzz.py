@@ -110,6 +110,9 @@ VALID_BODIES: dict[str, st.SearchStrategy[bytes]] = {
     "row_description": st.lists(columns, max_size=3).map(
         lambda cs: struct.pack("!h", len(cs)) + b"".join(map(column_bytes, cs))
     ),
+    "parameter_description": st.lists(uint32, max_size=4).map(
+        lambda oids: struct.pack(f"!h{len(oids)}I", len(oids), *oids)
+    ),
     "startup": st.one_of(
         st.builds(
             startup.encode_startup_message, st.dictionaries(names, texts, max_size=4), uint16
@@ -160,6 +163,7 @@ DECODERS: list[tuple[str, Callable[[bytes], object]]] = [
     ("fields", backend.decode_fields),
     ("command_complete", backend.decode_command_complete),
     ("row_description", backend.decode_row_description),
+    ("parameter_description", backend.decode_parameter_description),
     ("startup", startup.parse_startup_packet),
 ]
 
@@ -380,3 +384,10 @@ def test_message_reader_round_trip(messages: list[tuple[int, bytes]], cuts: list
             received.append(item)
     assert received == messages
     assert len(reader) == 0
+
+
+@ROUND_TRIP
+@given(oids=st.lists(uint32, max_size=6))
+def test_parameter_description_round_trip(oids: list[int]) -> None:
+    body = struct.pack(f"!h{len(oids)}I", len(oids), *oids)
+    assert backend.decode_parameter_description(body) == tuple(oids)

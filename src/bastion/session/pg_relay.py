@@ -113,6 +113,7 @@ class _Pending:
     rows: int = 0
     protocol: str = "simple"
     approval_id: int | None = None
+    statement_name: str | None = None  # Describe 'S' of a statement that needs approval
 
 
 # Requests whose replies carry no per-request state share one immutable-in-practice entry:
@@ -358,7 +359,16 @@ class RelayMachine:
             self._pending.append(entry)
         elif type_byte == F_DESCRIBE:
             describe = frontend.decode_describe(body)
-            self._pending.append(_DESCRIBE_STATEMENT if describe.kind == "S" else _DESCRIBE_PORTAL)
+            if describe.kind != "S":
+                self._pending.append(_DESCRIBE_PORTAL)
+            elif self._needs_types(describe.name):
+                # The server's answer gives the parameter types the client left unspecified:
+                # approvers then see binary parameters decoded.
+                entry = _Pending(F_DESCRIBE, described_statement=True)
+                entry.statement_name = describe.name
+                self._pending.append(entry)
+            else:
+                self._pending.append(_DESCRIBE_STATEMENT)
         elif type_byte == F_CLOSE:
             close = frontend.decode_close(body)
             if close.kind == "S":
@@ -395,6 +405,21 @@ class RelayMachine:
         else:
             raise ProtocolViolation(f"unexpected message type {chr(type_byte)!r} from client")
         return FORWARD
+
+    def _needs_types(self, name: str) -> bool:
+        prepared = self._prepared.get(name)
+        return prepared is not None and isinstance(prepared.decision, RequireApproval)
+
+    def _learn_types(self, name: str, body: memoryview) -> None:
+        prepared = self._prepared.get(name)
+        if prepared is None:
+            return
+        declared = prepared.param_types
+        described = backend.decode_parameter_description(body)
+        prepared.param_types = tuple(
+            declared[i] if i < len(declared) and declared[i] else oid
+            for i, oid in enumerate(described)
+        )
 
     def _set_reason(self, text: str, infos: tuple[StatementInfo, ...], now: float) -> ClientVerdict:
         value = reason_value(text)
@@ -508,6 +533,8 @@ class RelayMachine:
         elif type_byte == B_PARAMETER_DESCRIPTION:
             if op != F_DESCRIBE or not head.described_statement:
                 self._desync(type_byte, op)
+            if head.statement_name is not None:
+                self._learn_types(head.statement_name, body)
         elif type_byte == B_PORTAL_SUSPENDED:
             self._expect_pop(op, F_EXECUTE, type_byte)
             self.inspect_rows = False

@@ -122,6 +122,17 @@ def decode_command_complete(body: bytes | memoryview) -> str:
     return tag
 
 
+def decode_parameter_description(body: bytes | memoryview) -> tuple[int, ...]:
+    """The parameter type OIDs of a described statement."""
+    reader = BodyReader(body)
+    count = reader.int16()
+    if count < 0:
+        raise WireFormatError("negative parameter count in ParameterDescription")
+    types = tuple(reader.uint32() for _ in range(count))
+    reader.expect_end("ParameterDescription")
+    return types
+
+
 def decode_row_description(body: bytes | memoryview) -> tuple[Column, ...]:
     reader = BodyReader(body)
     count = reader.int16()
