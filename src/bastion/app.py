@@ -44,6 +44,7 @@ from bastion.logs import log_writer
 from bastion.observability.metrics import BastionMetrics, MetricsSink
 from bastion.pipeline.stages import PglastAnalyzer
 from bastion.policy import PolicyEngine, PolicyHolder, policy_from_mapping, watch_policy
+from bastion.session.audit_room import AuditRoom
 from bastion.session.client import ClientProtocol
 from bastion.session.gateway import Gateway, ListenerSettings, SessionLimits
 from bastion.session.tls import (
@@ -110,6 +111,7 @@ def build_audit_writer(config: BastionConfig, data_dir: DataDir) -> AuditWriter 
     writer = AuditWriter(
         store,
         signer,
+        mode=settings.mode,
         queue_size=settings.queue_size,
         batch_size=settings.batch_size,
         checkpoint_every=settings.checkpoint_every,
@@ -229,7 +231,17 @@ def build_gateway(
             write_buffer_high_water=limits.write_buffer_high_water_bytes,
         ),
         approvals=approvals,
+        audit_room=_audit_room(config, writer),
     )
+
+
+def _audit_room(config: BastionConfig, writer: AuditWriter | None) -> AuditRoom | None:
+    """Where statements wait while the audit record's queue is full."""
+    if writer is None:
+        return None
+    room = AuditRoom(lambda: writer.accepting, config.audit.wait_seconds)
+    writer.on_space = room.space_freed
+    return room
 
 
 def _under(base: Path, path: Path) -> Path:
@@ -330,6 +342,8 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
         notifier=notifier,
     )
     approvals.start()
+    if gateway.audit_room is not None:
+        gateway.audit_room.attach(asyncio.get_running_loop())
     metrics.bind_gauges(
         active_sessions=lambda: gateway.active_sessions,
         approvals_waiting=lambda: approvals.waiting,

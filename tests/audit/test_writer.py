@@ -326,6 +326,25 @@ def test_sync_mode_fails_fast_while_the_store_is_down(
     wait_for(lambda: later == [True])
 
 
+def test_sync_records_queued_behind_a_failing_batch_are_told_at_once(
+    store: ControlledStore, writers: Callable[..., AuditWriter]
+) -> None:
+    writer = writers(store, None, mode="sync", batch_size=1)
+    store.gate.clear()  # the first batch is stuck in the store...
+    first: list[bool] = []
+    queued: list[bool] = []
+    assert writer.submit(statement(1), first.append)
+    store.entered.wait(WAIT)
+    assert writer.submit(statement(2), queued.append)  # ...and this one queues behind it
+    store.down = True
+    store.gate.set()  # the stuck batch fails: both sessions hear it, neither waits on
+    wait_for(lambda: first == [False] and queued == [False])
+    store.down = False
+    wait_for(lambda: writer.records_written == 2)  # both are still written once it is back
+    assert [r.payload["rows"] for r in statements(store)] == [1, 2]
+    assert first == [False] and queued == [False]
+
+
 def test_a_writer_started_while_the_store_is_down_recovers_without_records(
     store: ControlledStore, writers: Callable[..., AuditWriter]
 ) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,26 +13,14 @@ import psycopg
 
 from bastion.demo.sample import SampleSummary
 from support.bastion import BastionProcess
+from support.cli import audit_cli
 from support.servers import PostgresEndpoint
 
 from .conftest import shop_target, upstream_env
 
 
 def _audit(proc: BastionProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bastion.cli.main",
-            "audit",
-            *args,
-            "--data-dir",
-            str(proc.data_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return audit_cli(proc.data_dir, *args)
 
 
 def test_statements_are_recorded_and_the_chain_verifies(

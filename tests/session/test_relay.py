@@ -126,3 +126,65 @@ def test_a_partial_message_is_not_rescanned_for_every_chunk() -> None:
         relay.feed(message[i : i + 1000])
     assert recorder.seen == [(ord("Q"), message[5:])]
     assert bytes(recorder.out) == message
+
+
+class Holder(Recorder):
+    """Holds at the first message of `hold_at`; the test releases it."""
+
+    def __init__(self, hold_at: int, *, reinspect: bool, replace: dict[int, bytes] | None = None):
+        super().__init__(replace)
+        self.hold_at = hold_at
+        self.reinspect = reinspect
+        self.relay: FramedRelay | None = None
+        self.held_once = False
+
+    def inspect(self, type_byte: int, body: memoryview) -> bytes | None:
+        replacement = super().inspect(type_byte, body)
+        if type_byte == self.hold_at and not self.held_once:
+            self.held_once = True
+            assert self.relay is not None
+            self.relay.hold(reinspect=self.reinspect)
+        return replacement
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=20),
+    reinspect=st.booleans(),
+)
+def test_hold_and_release_forward_the_same_bytes_in_order(cuts: list[int], reinspect: bool) -> None:
+    data = _stream()
+    holder = Holder(ord("C"), reinspect=reinspect)
+    relay = FramedRelay(holder.write, holder.inspect, SKIP, 1 << 20)
+    holder.relay = relay
+    for chunk in _chunks(data, cuts):
+        relay.feed(chunk)
+    assert relay.holding
+    assert bytes(holder.out) == data[: data.index(frame(ord("C"), b"SELECT 6\x00"))]
+    relay.inject(b"N-notice")  # queued: it must not overtake what is held
+    relay.release()
+    assert bytes(holder.out) == data + b"N-notice"
+    completions = [t for t, _ in holder.seen if t == ord("C")]
+    assert len(completions) == (2 if reinspect else 1)
+
+
+def test_a_held_message_keeps_the_inspectors_replacement() -> None:
+    data = _stream()
+    holder = Holder(ord("C"), reinspect=False, replace={ord("C"): b"REPLACED"})
+    relay = FramedRelay(holder.write, holder.inspect, SKIP, 1 << 20)
+    holder.relay = relay
+    relay.feed(data)
+    relay.release()
+    assert bytes(holder.out).endswith(b"REPLACED" + frame(ord("Z"), b"I"))
+    assert b"SELECT 6" not in holder.out
+
+
+def test_inject_waits_for_a_streamed_message_to_end() -> None:
+    recorder = Recorder()
+    relay = _relay(recorder)
+    big = frame(ord("D"), b"x" * 5000)
+    relay.feed(big[:100])
+    relay.inject(b"NOTICE")
+    assert bytes(recorder.out) == big[:100]
+    relay.feed(big[100:])
+    assert bytes(recorder.out) == big + b"NOTICE"

@@ -122,14 +122,21 @@ class BastionProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"bastion exited early:\n{self.log_text()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+            if self._accepts(self.port) and (
+                self.admin_port is None or self._accepts(self.admin_port)
             ):
                 return self
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"bastion did not start listening:\n{self.log_text()}")
+
+    @staticmethod
+    def _accepts(port: int) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
 
     def stop(self) -> int | None:
         if self.process is None:

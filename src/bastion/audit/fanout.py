@@ -9,9 +9,10 @@ JSON log, and the refusal itself is logged as an error: nothing disappears silen
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bastion.audit.errors import AuditUnavailable
+from bastion.audit.sink import AuditSinkAdapter
 from bastion.audit.writer import AuditWriter
 from bastion.pipeline.events import ConnectionEvent, StatementEvent
 from bastion.pipeline.stages import AuditSink
@@ -31,6 +32,24 @@ class FanoutSink:
     @property
     def accepting(self) -> bool:
         return self._writer is None or self._writer.accepting
+
+    @property
+    def sync(self) -> bool:
+        """True when statement results must wait for their audit record (sync mode)."""
+        return self._writer is not None and self._writer.mode == "sync"
+
+    def statement_durable(self, event: StatementEvent, on_durable: Callable[[bool], None]) -> None:
+        """The event goes to every sink; the audit record's writer calls `on_durable` once the
+        record is committed (or with False when it refuses or fails it)."""
+        writer = self._writer
+        for sink in self._sinks:
+            if isinstance(sink, AuditSinkAdapter):
+                continue
+            self._deliver(sink, "statement", event)
+        if writer is None:
+            on_durable(True)
+            return
+        writer.submit(event, on_durable)
 
     def connection(self, event: ConnectionEvent) -> None:
         for sink in self._sinks:

@@ -437,6 +437,15 @@ class AuditWriter:
         for pending in self._in_flight:
             # Told once; the record stays in flight and is written when the store recovers.
             self._notify(pending, False)
+        if self.mode == "sync":
+            # Queued records wait behind the failing batch: their statements must not wait
+            # for a store that may stay down. They are told too, and stay queued.
+            with self._queue_lock:
+                waiting = [queued for queued in self._queue if queued.on_durable is not None]
+            for queued in waiting:
+                callback, queued.on_durable = queued.on_durable, None
+                if callback is not None:
+                    self._call(callback, False)
 
     def _notify(self, pending: _Pending, durable: bool) -> None:
         callback, pending.on_durable = pending.on_durable, None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -31,6 +32,7 @@ from pydantic import (
 from bastion.config import secrets
 from bastion.config.secrets import SecretRef
 from bastion.identity.records import OidcIssuer, UserRecord
+from bastion.masking.classes import SensitiveClass, Strategy, parse_class, parse_strategy
 
 TARGET_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"
 TARGET_NAME_RE = re.compile(TARGET_NAME_PATTERN)
@@ -79,6 +81,33 @@ def _reject_duplicates(section: str, values: list[str], what: str) -> None:
                 f"{value!r}; each must be unique"
             )
         first_index[value] = index
+
+
+def _masking_label_key(key: str) -> str:
+    if key.count(".") < 2 or any(not part for part in key.split(".")):
+        raise ValueError(
+            f"masking label {key!r} must name a column as schema.table.column, as stored in "
+            "the catalog"
+        )
+    return key
+
+
+def _masking_label_value(value: str) -> str:
+    """A label's value checked and written in lower case: class, class:strategy, scan, none."""
+    text = value.strip().lower()
+    if text in ("scan", "none"):
+        return text
+    class_name, colon, strategy_name = text.partition(":")
+    parsed = parse_class(class_name).value
+    if colon:
+        parsed += ":" + parse_strategy(strategy_name).value
+    return parsed
+
+
+MaskingLabelKey = Annotated[str, AfterValidator(_masking_label_key)]
+MaskingLabelValue = Annotated[str, AfterValidator(_masking_label_value)]
+ClassName = Annotated[str, AfterValidator(lambda value: parse_class(value).value)]
+StrategyName = Annotated[str, AfterValidator(lambda value: parse_strategy(value).value)]
 
 
 class TlsFiles(BaseModel):
@@ -172,7 +201,7 @@ class PostgresListener(BaseModel):
 
 
 class AdminListener(BaseModel):
-    """A TCP address for the admin HTTP API (health checks today)."""
+    """The admin HTTP API: health checks, metrics, approvals and sessions (docs/operations.md)."""
 
     model_config = MODEL_CONFIG
 
@@ -182,6 +211,11 @@ class AdminListener(BaseModel):
         description="Address the admin API listens on. Keep it on a private interface.",
     )
     port: int = Field(default=8642, ge=0, le=65535, description="TCP port of the admin API.")
+    operator_groups: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["admin"],
+        description="Groups whose members may list and end client sessions through the API "
+        "(bastion sessions). Approvers are chosen by the policy, not here.",
+    )
 
 
 class Listeners(BaseModel):
@@ -196,7 +230,8 @@ class Listeners(BaseModel):
     )
     admin: AdminListener | None = Field(
         default=None,
-        description="The admin HTTP API (GET /healthz, /readyz, /metrics). Off unless set.",
+        description="The admin HTTP API (health checks, metrics, approvals, sessions). Off "
+        "unless set.",
     )
 
     @field_validator("postgres")
@@ -283,6 +318,16 @@ class Target(BaseModel):
         default=10,
         gt=0,
         description="Seconds to wait for a connection to the upstream before giving up.",
+    )
+    masking_labels: dict[MaskingLabelKey, MaskingLabelValue] = Field(
+        default_factory=dict,
+        description="What columns of this target hold, when their names do not say it (see "
+        "docs/masking.md). Keys name a column as `schema.table.column` (as stored in the "
+        "catalog, so usually lower case); a view's columns can be labelled too. Values: a "
+        "sensitive class (`email`), a class and a strategy (`email:hash`), `scan` (look for "
+        "secrets inside the value) or `none` (not sensitive). A label wins over the name "
+        "rules; a label on a partitioned table applies to its partitions. Labels that match "
+        "no column are reported by `bastion classify`.",
     )
 
     @field_validator("name")
@@ -375,9 +420,8 @@ class Audit(BaseModel):
 
     enabled: bool = Field(
         default=False,
-        description="Keep the hash-chained audit record in addition to the JSON log lines. Off "
-        "by default for now: while its buffer is full, statements are refused rather than held "
-        "until it drains, and a busy proxy can fill it (holding them comes next).",
+        description="Keep the hash-chained audit record (docs/audit.md) in addition to the JSON "
+        "log lines.",
     )
     store: str = Field(
         default="audit.db",
@@ -389,11 +433,23 @@ class Audit(BaseModel):
     schema_name: str = Field(
         default="bastion_audit", description="PostgreSQL store only: the schema of its tables."
     )
+    mode: Literal["buffered", "sync"] = Field(
+        default="buffered",
+        description="buffered: a background writer stores records in batches; a statement runs "
+        "once its record has a place in the queue. sync: a statement's result (its completion "
+        "or error) reaches the client only after its record is stored; records of all "
+        "sessions share commits.",
+    )
     queue_size: int = Field(
         default=10000,
         ge=1,
-        description="Records waiting for the writer at most. When it is full, new statements "
-        "are refused with a clear error until it drains: nothing is dropped.",
+        description="Records waiting for the writer at most. While it is full, new statements "
+        "wait for room (up to wait_seconds), then fail with a clear error: nothing is dropped.",
+    )
+    wait_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a statement waits for room in a full queue before it fails.",
     )
     batch_size: int = Field(default=500, ge=1, description="Records written per transaction.")
     checkpoint_every: int = Field(
@@ -561,6 +617,51 @@ class Logging(BaseModel):
     )
 
 
+class Masking(BaseModel):
+    """Masking sensitive values in results before they reach clients (docs/masking.md)."""
+
+    model_config = MODEL_CONFIG
+
+    enabled: bool = Field(
+        default=True,
+        description="Mask sensitive values in results: columns classified from each target's "
+        "catalog, and secrets found inside free text.",
+    )
+    strategies: dict[ClassName, StrategyName] = Field(
+        default_factory=dict,
+        description="Strategy per sensitive class, replacing that class's default, such as "
+        "`email: hash` or `phone: redact`. Strategies: redact, partial, hash (a deterministic "
+        "token, so joins still work) and null. A label's own strategy (`email:hash`) wins.",
+    )
+    catalog_ttl_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="How long a target's catalog (its tables, views and columns) is trusted "
+        "before it is read again. Bastion also reads it again after DDL through Bastion; DDL "
+        "run elsewhere is seen after at most this long.",
+    )
+    hash_key: Path | None = Field(
+        default=None,
+        description="File holding the secret key of the hash strategy (at least 16 bytes, for "
+        "example written by `openssl rand -hex 32`; keep it readable by Bastion only). Every "
+        "Bastion instance that must produce the same tokens needs the same key. Must exist "
+        "when the configuration is loaded. Default: generated in the data dir "
+        "(keys/masking-hash-key).",
+    )
+
+    @field_validator("hash_key")
+    @classmethod
+    def _resolve_hash_key(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _existing_file(_resolve(value, info))
+
+    def strategy_overrides(self) -> dict[SensitiveClass, Strategy]:
+        """`strategies` as the masking engine takes them."""
+        return {
+            parse_class(name): parse_strategy(strategy)
+            for name, strategy in self.strategies.items()
+        }
+
+
 class SecretLocation(NamedTuple):
     """A secret reference and where it appears in the configuration."""
 
@@ -601,6 +702,9 @@ class BastionConfig(BaseModel):
     )
     approvals: Approvals = Field(
         default_factory=Approvals, description="Holding statements for human approval."
+    )
+    masking: Masking = Field(
+        default_factory=Masking, description="Masking sensitive values in results."
     )
     limits: Limits = Field(default_factory=Limits, description="Resource limits.")
     logging: Logging = Field(default_factory=Logging, description="Log level and format.")

@@ -361,6 +361,24 @@ class ThrowawayPostgres:
             self._work_dir = None
         self._port = self._requested_port
 
+    def pause(self) -> None:
+        """Stop the server but keep its data, as an outage would; resume() starts it again.
+        The shutdown is clean (fast), so what the server acknowledged is still there."""
+        if self._running:
+            self._pg_ctl("stop", "-m", "fast")
+            self._running = False
+
+    def resume(self) -> None:
+        """Start a paused server again, on the same port, with the same data."""
+        if self._running or self._work_dir is None:
+            return
+        result = self._pg_ctl("start", "-l", str(self.log_file))
+        if result.returncode != 0:
+            raise PostgresStartFailed(
+                f"PostgreSQL did not restart: {result.stderr.strip()}\n{self.log_tail()}"
+            )
+        self._running = True
+
     def _make_work_dir(self) -> Path:
         parent = self._base_dir or Path(tempfile.gettempdir())
         parent.mkdir(parents=True, exist_ok=True)

@@ -50,4 +50,5 @@ class StatementEvent:
     duration_ms: float = 0.0
     tables: tuple[str, ...] = ()  # every relation read or written, schema-qualified when written so
     tables_written: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()  # columns named, `schema.table.column` when certain
     approval_id: int | None = None  # the approval request that let it run (or refused it)

@@ -7,7 +7,7 @@ structured JSON log line per connection and per statement (literals replaced, no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from bastion.pipeline.context import ConnectionContext
@@ -58,6 +58,18 @@ class AuditSink(Protocol):
     def connection(self, event: ConnectionEvent) -> None: ...
 
     def statement(self, event: StatementEvent) -> None: ...
+
+
+class DurableAuditSink(AuditSink, Protocol):
+    """A sink whose statement records can be waited for (the audit record in sync mode)."""
+
+    @property
+    def sync(self) -> bool: ...
+
+    def statement_durable(self, event: StatementEvent, on_durable: Callable[[bool], None]) -> None:
+        """Record `event`; `on_durable(ok)` is called exactly once, maybe from another thread:
+        True once the record is stored, False if it cannot be."""
+        ...
 
 
 class PglastAnalyzer:

@@ -30,23 +30,17 @@ from bastion.identity.directory import Identity
 from bastion.pipeline.context import ConnectionContext
 from bastion.pipeline.decision import RefuseSession
 from bastion.pipeline.events import ConnectionEvent
-from bastion.session.approval_hold import ApprovalHold
 from bastion.session.cancel import CancelEntry
 from bastion.session.gateway import Gateway, ListenerSettings
 from bastion.session.peer import PeerClosed, PeerProtocol
-from bastion.session.pg_relay import HOLD, TERMINATE, RelayDesync, RelayMachine, Substitute
-from bastion.session.relay import FramedRelay
+from bastion.session.relay_link import RelayLink
 from bastion.session.startup_options import StartupOptions, parse_options
 from bastion.session.upstream import UpstreamSession, connect_upstream, send_cancel
 from bastion.targets.runtime import TargetRuntime
 from bastion.wire import proxy_protocol
 from bastion.wire.postgres import backend, frontend, startup
 from bastion.wire.postgres.codes import (
-    B_COPY_DATA,
-    B_DATA_ROW,
-    F_COPY_DATA,
     F_PASSWORD,
-    MAX_PROTOCOL_MESSAGE,
 )
 from bastion.wire.postgres.errors import WireFormatError
 
@@ -56,9 +50,6 @@ TOO_MANY_CONNECTIONS = "53300"
 # Startup parameters that describe the connection itself and are never forwarded as-is.
 _NOT_FORWARDED = frozenset({"user", "database", "options", "replication"})
 _MAX_AUTH_MESSAGE = 16 << 10
-# Server messages relayed without a look: rows (unless a result needs them) and COPY data.
-_SKIP_ROWS = frozenset({B_DATA_ROW, B_COPY_DATA})
-_SKIP_NOTHING_BUT_COPY = frozenset({B_COPY_DATA})
 _FALSE_WORDS = frozenset({"", "0", "false", "off", "no"})
 # Settings that would change who the upstream session acts as, what it may load or whether it
 # may write, if a client could pick them at startup, out of sight of statement analysis.
@@ -100,13 +91,12 @@ class ClientSession:
         self._listener = listener
         self._client = client
         self._upstream: UpstreamSession | None = None
-        self._machine: RelayMachine | None = None
-        self._hold: ApprovalHold | None = None
+        self._link: RelayLink | None = None
+        self._relay_started = False
         self._cancel_entry: CancelEntry | None = None
         self._context: ConnectionContext | None = None
         self._closing = False
         self._read_only = False
-        self._terminate_requested = False
         self._started = time.monotonic()
         self.session_id = secrets.token_hex(6)
         transport = client.transport
@@ -172,7 +162,7 @@ class ClientSession:
                 self._start_relay()
                 return
         finally:
-            if self._machine is None:
+            if not self._relay_started:
                 gw.active_sessions -= 1
 
     # Startup and authentication.
@@ -422,135 +412,33 @@ class ClientSession:
 
     def _start_relay(self) -> None:
         assert self._upstream is not None and self._context is not None
-        gw = self._gw
         client, server = self._client, self._upstream.protocol
         assert client.transport is not None and server.transport is not None
-        self._machine = RelayMachine(
-            self._context, gw.analyzer, gw.decider, gw.audit, read_only=self._read_only
-        )
+        self._relay_started = True
         if client.transport.is_closing() or server.transport.is_closing():
             # A side hung up while the upstream was being connected: _close releases the
             # upstream connection, the cancel key and the connection slot.
             self._close("peer disconnected before the relay started")
             return
-        self._c2s = FramedRelay(
-            server.transport.write,
-            self._inspect_client,
-            frozenset({F_COPY_DATA}),
-            gw.limits.max_message,
-            max_streamed_length=gw.limits.max_message,
+        self._link = RelayLink(
+            self._gw,
+            self._context,
+            client,
+            server,
+            read_only=self._read_only,
+            fail=self._fail,
+            close=self._close,
         )
-        self._s2c = FramedRelay(
-            client.transport.write,
-            self._inspect_server,
-            _SKIP_ROWS,
-            MAX_PROTOCOL_MESSAGE,
-        )
-        high = gw.limits.write_buffer_high_water
-        client.transport.set_write_buffer_limits(high=high)
-        server.transport.set_write_buffer_limits(high=high)
-        client.on_pause = server.transport.pause_reading
-        client.on_resume = server.transport.resume_reading
-        server.on_pause = client.transport.pause_reading
-        server.on_resume = self._resume_client_reading
         client.on_lost = self._client_lost
         server.on_lost = self._server_lost
         self._audit_connection("connect", "ok")
         if client.closed:
             self._client_lost(None)
             return
-        server.start_relay(self._server_data)
-        client.start_relay(self._client_data)
-
-    def _inspect_client(self, type_byte: int, body: memoryview) -> bytes | None:
-        assert self._machine is not None
-        verdict = self._machine.from_client(type_byte, body)
-        if isinstance(verdict, Substitute):
-            return verdict.data
-        if verdict is TERMINATE:
-            self._terminate_requested = True
-        elif verdict is HOLD:
-            self._begin_hold()
-        return None
-
-    # Approvals: the statement waits, the rest of the client's input waits behind it.
-
-    def _begin_hold(self) -> None:
-        machine = self._machine
-        assert machine is not None and machine.held is not None and self._context is not None
-        self._c2s.hold()
-        assert self._client.transport is not None
-        self._client.transport.pause_reading()
-        self._hold = ApprovalHold(
-            self._gw.approvals,
-            self._context,
-            machine.held,
-            reason=machine.reason,
-            notify_client=self._s2c.inject,
-            on_decided=self._hold_decided,
-        )
-        self._hold.start()
-
-    def _hold_decided(self, hold: ApprovalHold) -> None:
-        machine = self._machine
-        if self._closing or machine is None or hold is not self._hold:
-            return
-        self._hold = None
-        assert hold.decision is not None
-        machine.resolve(hold.decision, hold.request_id)
-        try:
-            self._c2s.release()
-        except ProtocolViolation as exc:
-            self._fail(exc.sqlstate, exc.message)
-            return
-        if self._terminate_requested:
-            self._close("client terminated")
-            return
-        self._resume_client_reading()
-
-    def _resume_client_reading(self) -> None:
-        # Flow control must not resume a client whose statement waits for approval.
-        transport = self._client.transport
-        if transport is not None and not self._c2s.holding:
-            transport.resume_reading()
+        self._link.start()
 
     def _intercept_cancel(self) -> bool:
-        hold = self._hold
-        return hold is not None and hold.cancel()
-
-    def _inspect_server(self, type_byte: int, body: memoryview) -> bytes | None:
-        machine = self._machine
-        assert machine is not None
-        replacement = machine.from_server(type_byte, body)
-        self._s2c.skip_types = _SKIP_NOTHING_BUT_COPY if machine.inspect_rows else _SKIP_ROWS
-        return replacement
-
-    def _client_data(self, data: bytes) -> None:
-        if self._closing:
-            return
-        if self._c2s.holding and self._client.transport is not None:
-            self._client.transport.pause_reading()  # resumed by flow control meanwhile
-        try:
-            self._c2s.feed(data)
-        except ProtocolViolation as exc:
-            self._fail(exc.sqlstate, exc.message)
-            return
-        if self._terminate_requested:
-            self._close("client terminated")
-
-    def _server_data(self, data: bytes) -> None:
-        if self._closing:
-            return
-        try:
-            self._s2c.feed(data)
-        except RelayDesync as exc:
-            log.error(
-                "relay desynchronized",
-                extra={"fields": {"session_id": self.session_id, "error": exc.message}},
-            )
-            self._fail(exc.sqlstate, "Bastion lost track of the server's replies; session closed")
-        except ProtocolViolation as exc:
-            self._fail(exc.sqlstate, exc.message)
+        return self._link is not None and self._link.intercept_cancel()
 
     def _client_lost(self, exc: Exception | None) -> None:
         self._close("client disconnected")
@@ -566,15 +454,14 @@ class ClientSession:
         if self._closing:
             return
         self._closing = True
-        if self._hold is not None:
-            self._hold.abandon("the client disconnected")
-            self._hold = None
+        if self._link is not None:
+            self._link.stop(reason)
         self._client.close()
         if self._upstream is not None:
             self._upstream.protocol.close()
         if self._cancel_entry is not None:
             self._gw.cancel.unregister(self._cancel_entry)
-        if self._machine is not None:
+        if self._relay_started:
             self._gw.active_sessions -= 1
         self._audit_connection("disconnect", "ok", reason=reason, ended=True)
 
@@ -623,7 +510,7 @@ class ClientSession:
                 application_name=ctx.application_name if ctx else self._application_name,
                 upstream_role=upstream.user if upstream else "",
                 duration_ms=round((time.monotonic() - self._started) * 1000, 1) if ended else None,
-                statements=self._machine.statement_count if ended and self._machine else None,
+                statements=self._link.statement_count if ended and self._link else None,
                 bytes_from_client=self._client.bytes_in if ended else None,
                 bytes_to_client=upstream.protocol.bytes_in if ended and upstream else None,
             )

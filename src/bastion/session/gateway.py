@@ -15,6 +15,7 @@ from bastion.approvals.service import ApprovalService
 from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
 from bastion.pipeline.stages import Analyzer, AuditSink, Decider
+from bastion.session.audit_room import AuditRoom
 from bastion.session.cancel import CancelRegistry
 from bastion.targets.runtime import TargetRuntime
 
@@ -50,5 +51,6 @@ class Gateway:
     limits: SessionLimits
     cancel: CancelRegistry = field(default_factory=CancelRegistry)
     approvals: ApprovalService | None = None  # None: statements needing approval are refused
+    audit_room: AuditRoom | None = None  # None: a full audit record refuses statements at once
     active_sessions: int = 0
     total_sessions: int = 0

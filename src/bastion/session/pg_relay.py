@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 from bastion.errors import ProtocolViolation
 from bastion.pipeline.context import ConnectionContext
@@ -36,7 +38,7 @@ from bastion.pipeline.decision import (
 )
 from bastion.pipeline.events import StatementEvent
 from bastion.pipeline.readonly import may_write
-from bastion.pipeline.stages import Analyzer, AuditSink, Decider
+from bastion.pipeline.stages import Analyzer, AuditSink, Decider, DurableAuditSink
 from bastion.sql.session_settings import NOOP_RESET, NOOP_SET, reason_value, sets_reason
 from bastion.sql.statement import StatementInfo
 from bastion.wire.postgres import backend, frontend
@@ -84,6 +86,11 @@ from bastion.wire.postgres.framing import cstr, frame
 _COUNTED_TAGS = frozenset(
     {"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "FETCH", "MOVE"}
 )
+# Statement outcomes after which the server ran something: in sync audit mode the client sees
+# them only once their record is stored.
+_RAN = frozenset({"ok", "error", "suspended"})
+# Client messages that make the server run something: each needs room for its audit record.
+_RUNS_STATEMENTS = frozenset({F_QUERY, F_EXECUTE, F_FUNCTION_CALL})
 # Requests that end at the next ReadyForQuery.
 _ENDS_AT_READY = frozenset({F_SYNC, F_QUERY, F_FUNCTION_CALL})
 # What Bastion sends the server in place of a denied statement. It fails at planning time
@@ -91,6 +98,11 @@ _ENDS_AT_READY = frozenset({F_SYNC, F_QUERY, F_FUNCTION_CALL})
 # no search_path can make it succeed.
 INJECTED_FAILURE = "SELECT pg_catalog.int4div(1, 0) AS bastion_denied"
 DENIAL_SQLSTATE = "42501"
+_NO_AUDIT_ROOM = Deny(
+    "audit.unavailable",
+    "the audit record cannot accept more records right now",
+    hint="retry in a moment; an operator should check the audit store",
+)
 
 
 class RelayDesync(ProtocolViolation):
@@ -229,6 +241,15 @@ class RelayMachine:
         self._decider = decider
         self._audit = audit
         self._record_statements: bool = getattr(audit, "records_statements", True)
+        # Sync mode: each statement's result waits until its audit record is durable.
+        self._durable_sink: DurableAuditSink | None = (
+            cast(DurableAuditSink, audit) if getattr(audit, "sync", False) else None
+        )
+        self.on_durable: Callable[[bool], None] | None = None  # set by the driver
+        self.undurable = 0  # records submitted and not yet durable
+        self.hold_output = False  # the message just shown must wait for durability
+        # The audit record had no room: the statement waits (the driver resolves it).
+        self.waiting_for_audit = False
         self._pending: deque[_Pending] = deque()
         self._prepared: dict[str, _Prepared] = {}
         self._portals: dict[str, _Prepared] = {}
@@ -262,17 +283,23 @@ class RelayMachine:
         resolution = self._resolution
         if resolution is not None:
             self._resolution = None
+            if isinstance(resolution, Allow) and not self._audit_has_room():
+                # An approved statement whose record could not be kept does not run either.
+                return _NO_AUDIT_ROOM
             return self._checked(resolution, infos)
         return self._checked(self._decider.decide(self.context, infos), infos)
 
+    def _audit_has_room(self) -> bool:
+        return bool(getattr(self._audit, "accepting", True))
+
+    def _must_wait_for_audit(self) -> bool:
+        """Whether a new statement must wait for room in the audit record first."""
+        if self._resolution is not None or self._audit_has_room():
+            return False
+        self.waiting_for_audit = True
+        return True
+
     def _checked(self, decision: Decision, infos: tuple[StatementInfo, ...]) -> Decision:
-        if isinstance(decision, Allow) and not getattr(self._audit, "accepting", True):
-            # Fail closed: a statement whose record could not be kept does not run.
-            return Deny(
-                "audit.unavailable",
-                "the audit record cannot accept more records right now",
-                hint="retry in a moment; an operator should check the audit store",
-            )
         if (
             isinstance(decision, Allow)
             and (self.read_only or decision.obligations.read_only)
@@ -290,6 +317,8 @@ class RelayMachine:
         if type_byte == F_COPY_DATA:
             return FORWARD
         now = time.perf_counter()
+        if type_byte in _RUNS_STATEMENTS and self._must_wait_for_audit():
+            return HOLD
         if type_byte == F_QUERY:
             text = frontend.decode_query(body)
             infos = self._analyzer.analyze(text)
@@ -346,12 +375,17 @@ class RelayMachine:
             execute = frontend.decode_execute(body)
             portal = self._portals.get(execute.portal)
             entry = _Pending(F_EXECUTE, started=now, protocol="extended")
+            if portal is not None and isinstance(portal.decision, RequireApproval):
+                held = self._execute_held(execute.portal, portal, now)
+                if held is not None:
+                    return held
+                portal = self._portals[execute.portal]
+            elif self._resolution is not None:
+                # The audit record had no room in time: this Execute does not run.
+                refusal, self._resolution = self._resolution, None
+                if isinstance(refusal, Deny):
+                    return self._deny_extended(portal.statements if portal else (), refusal, now)
             if portal is not None:
-                if isinstance(portal.decision, RequireApproval):
-                    held = self._execute_held(execute.portal, portal, now)
-                    if held is not None:
-                        return held
-                    portal = self._portals[execute.portal]
                 entry.statements, entry.decision = portal.statements, portal.decision
                 entry.approval_id = portal.approval_id
                 if isinstance(portal.decision, Allow):
@@ -650,27 +684,36 @@ class RelayMachine:
             return
         decision = entry.decision
         ctx = self.context
-        self._audit.statement(
-            StatementEvent(
-                session_id=ctx.session_id,
-                user=ctx.identity.name,
-                target=ctx.target,
-                protocol=entry.protocol,
-                kind=info.kind if info else "unknown",
-                statement=info.normalized if info else "",
-                fingerprint=info.fingerprint if info else "",
-                decision=_decision_name(decision),
-                rule=decision.rule,
-                outcome=outcome,
-                sqlstate=sqlstate,
-                command_tag=tag,
-                rows=_row_count(tag),
-                duration_ms=round((now - entry.started) * 1000.0, 3),
-                tables=_tables(info),
-                tables_written=_written(info),
-                approval_id=entry.approval_id,
-            )
+        event = StatementEvent(
+            session_id=ctx.session_id,
+            user=ctx.identity.name,
+            target=ctx.target,
+            protocol=entry.protocol,
+            kind=info.kind if info else "unknown",
+            statement=info.normalized if info else "",
+            fingerprint=info.fingerprint if info else "",
+            decision=_decision_name(decision),
+            rule=decision.rule,
+            outcome=outcome,
+            sqlstate=sqlstate,
+            command_tag=tag,
+            rows=_row_count(tag),
+            duration_ms=round((now - entry.started) * 1000.0, 3),
+            tables=_tables(info),
+            tables_written=_written(info),
+            columns=_columns(info),
+            approval_id=entry.approval_id,
         )
+        if self._durable_sink is not None and self.on_durable is not None:
+            if outcome in _RAN:
+                self.undurable += 1
+                self.hold_output = True
+                self._durable_sink.statement_durable(event, self.on_durable)
+            else:
+                # It did not run: its refusal is shown whether or not the record is stored.
+                self._durable_sink.statement_durable(event, _not_waited_for)
+        else:
+            self._audit.statement(event)
         entry.started = now
 
 
@@ -683,8 +726,23 @@ def _tables(info: StatementInfo | None) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=4096)
+def _columns(info: StatementInfo | None) -> tuple[str, ...]:
+    """Columns the statement names, `table.column` when the table is certain."""
+    if info is None:
+        return ()
+    names = (
+        f"{c.table.qualified}.{c.name}" if c.table is not None else c.name for c in info.columns
+    )
+    return tuple(dict.fromkeys(names))
+
+
+@lru_cache(maxsize=4096)
 def _written(info: StatementInfo | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.qualified for t in info.tables_written)) if info else ()
+
+
+def _not_waited_for(durable: bool) -> None:
+    """Durability callback for records of statements that did not run."""
 
 
 def _denial_state(entry: _Pending) -> str:

@@ -6,11 +6,13 @@ shown to the inspector, which may return replacement bytes (or b"" to drop the m
 Messages of a skipped type that straddle chunk boundaries are streamed through as they arrive,
 so a huge DataRow or CopyData never has to be held in memory whole.
 
-Two extras serve statements that wait for approval. The inspector may call `hold()` while it
-looks at a message: that message and everything after it are kept, unforwarded, until
-`release()` feeds them through again (the inspector sees the same message a second time). And
-`inject()` writes a message of Bastion's own between two relayed messages, never inside one
-that is being streamed.
+Two extras serve messages that must wait (a statement waiting for approval or for room in the
+audit record; a result waiting until its audit record is durable). The inspector may call
+`hold()` while it looks at a message: that message and everything after it are kept,
+unforwarded, until `release()` feeds them through again. With `reinspect=True` the inspector
+sees the held message a second time; with False it was already accounted for, and is written
+as the inspector answered it. And `inject()` writes a message of Bastion's own between two
+relayed messages, never inside one that is being streamed or held back.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ _LENGTH = struct.Struct(">I")
 class FramedRelay:
     __slots__ = (
         "_held",
+        "_held_first",
         "_holding",
         "_inspect",
         "_max_length",
@@ -59,19 +62,28 @@ class FramedRelay:
         self._stream_left = 0
         self._holding = False
         self._held = bytearray()
+        # When not None: the held message is not inspected again but written as this.
+        self._held_first: bytes | None = None
         self._queued: list[bytes] = []
 
-    def hold(self) -> None:
+    def hold(self, *, reinspect: bool = True) -> None:
         """Keep the message being inspected, and all that follows, until release()."""
         self._holding = True
+        self._held_first = None if reinspect else b""
 
     def release(self) -> None:
-        """Feed the held bytes through; the held message is inspected again."""
+        """Write or re-inspect the held message, then feed the rest through."""
         held = bytes(self._held)
+        first = self._held_first
         self._held = bytearray()
+        self._held_first = None
         self._holding = False
+        if first:
+            self._write(first)
         if held:
             self.feed(held)
+        if self._queued and not (self._holding or self._stream_left):
+            self._flush_queued()
 
     @property
     def holding(self) -> bool:
@@ -83,10 +95,15 @@ class FramedRelay:
 
     def inject(self, message: bytes) -> None:
         """Write a whole message of Bastion's own at the next message boundary."""
-        if self._stream_left:
+        if self._stream_left or self._holding:
             self._queued.append(message)
         else:
             self._write(message)
+
+    def _flush_queued(self) -> None:
+        for message in self._queued:
+            self._write(message)
+        self._queued.clear()
 
     def feed(self, data: bytes) -> None:
         if self._holding:
@@ -101,9 +118,7 @@ class FramedRelay:
             data = data[self._stream_left :]
             self._stream_left = 0
             if self._queued:
-                for message in self._queued:
-                    self._write(message)
-                self._queued.clear()
+                self._flush_queued()
             if not data:
                 return
         if self._partial:
@@ -150,7 +165,11 @@ class FramedRelay:
             if self._holding:
                 if pos > start:
                     write(data[start:pos])
-                self._held += data[pos:]
+                if self._held_first is None:
+                    self._held += data[pos:]
+                else:
+                    self._held_first = replacement if replacement is not None else data[pos:end]
+                    self._held += data[end:]
                 return
             if replacement is not None:
                 if pos > start:
