@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "bastion.cli.login",
     "bastion.cli.approvals",
     "bastion.cli.tokens",
+    "bastion.cli.classify",
 )
 
 
