@@ -11,13 +11,14 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bastion.admin.api import build_admin_app
 from bastion.admin.approval_page import approval_links
 from bastion.admin.auth import ApiAuthenticator
+from bastion.admin.records import AdminRecorder
 from bastion.admin.server import AdminServer
 from bastion.approvals.notify import Channel, Notifier
 from bastion.approvals.service import ApprovalService, ApprovalSettings
@@ -29,6 +30,7 @@ from bastion.audit.record import AuditEntry
 from bastion.audit.sink import AuditSinkAdapter
 from bastion.audit.store import open_store
 from bastion.audit.writer import AuditWriter
+from bastion.catalog.cache import CatalogCache, build_catalog_cache
 from bastion.config.model import (
     BastionConfig,
     NotificationKind,
@@ -41,6 +43,9 @@ from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
 from bastion.identity.users_file import UsersFile
 from bastion.logs import log_writer
+from bastion.masking.plan import MaskPlanBuilder
+from bastion.masking.result_planner import ResultMaskPlanner
+from bastion.masking.tokens import TokenKey
 from bastion.observability.metrics import BastionMetrics, MetricsSink
 from bastion.pipeline.stages import PglastAnalyzer
 from bastion.policy import PolicyEngine, PolicyHolder, policy_from_mapping, watch_policy
@@ -120,6 +125,57 @@ def build_audit_writer(config: BastionConfig, data_dir: DataDir) -> AuditWriter 
     return writer.start()
 
 
+MASKING_KEY = "masking-hash-key"
+CATALOG_FIRST_LOAD_SECONDS = 10.0
+
+
+def build_masking(
+    config: BastionConfig, data_dir: DataDir, targets: Mapping[str, TargetRuntime]
+) -> tuple[ResultMaskPlanner, list[CatalogCache]] | None:
+    """The mask planner over one catalog cache per target (not loaded yet); None when masking
+    is switched off."""
+    settings = config.masking
+    if not settings.enabled:
+        return None
+    strategies = settings.strategy_overrides()
+    key_bytes = (
+        settings.hash_key.read_bytes().strip()
+        if settings.hash_key is not None
+        else data_dir.secret(MASKING_KEY)
+    )
+    caches: dict[str, CatalogCache] = {}
+    for target in config.targets:
+        caches[target.name] = build_catalog_cache(
+            targets[target.name],
+            target.masking_labels,
+            strategies,
+            tls_ca=target.tls_ca,
+            ttl_seconds=settings.catalog_ttl_seconds,
+        )
+    builder = MaskPlanBuilder(key=TokenKey(key_bytes), strategies=strategies)
+    return ResultMaskPlanner(builder, caches), list(caches.values())
+
+
+async def load_catalogs(caches: list[CatalogCache]) -> None:
+    """Load every target's catalog before clients arrive (bounded), then keep them fresh."""
+    loop = asyncio.get_running_loop()
+
+    def first_load(cache: CatalogCache) -> None:
+        try:
+            cache.refresh()
+        except Exception as exc:  # the cache retries by itself; masking fails closed meanwhile
+            log.warning(
+                "target catalog not loaded",
+                extra={"fields": {"target": cache.name, "error": str(exc)}},
+            )
+
+    loads = [loop.run_in_executor(None, first_load, cache) for cache in caches]
+    if loads:
+        await asyncio.wait(loads, timeout=CATALOG_FIRST_LOAD_SECONDS)
+    for cache in caches:
+        cache.start()
+
+
 def admin_base_url(config: BastionConfig) -> str | None:
     """Where approvers reach the admin API, for links in notifications."""
     if config.approvals.public_url:
@@ -152,14 +208,8 @@ def build_approvals(
         ),
     )
 
-    def submit(kind: str, payload: dict[str, object]) -> None:
-        assert writer is not None
-        entry = AuditEntry(kind, payload)
-        if not writer.submit(entry, _ignore_durable if writer.mode == "sync" else None):
-            raise RuntimeError("the audit record refused the event")
-
     recorder = ApprovalRecorder(
-        submit=submit if writer is not None else None,
+        submit=_audit_submit(writer) if writer is not None else None,
         count_event=(lambda event: metrics.approval_events.labels(event).inc())
         if metrics
         else None,
@@ -192,6 +242,17 @@ def build_approvals(
     return service, recorder.notifier
 
 
+def _audit_submit(writer: AuditWriter) -> Callable[[str, dict[str, object]], None]:
+    """Records that are not session events (approvals, admin actions) into the audit record."""
+
+    def submit(kind: str, payload: dict[str, object]) -> None:
+        entry = AuditEntry(kind, payload)
+        if not writer.submit(entry, _ignore_durable if writer.mode == "sync" else None):
+            raise RuntimeError("the audit record refused the event")
+
+    return submit
+
+
 def _ignore_durable(durable: bool) -> None:
     """Approval events in sync mode: their durability does not gate any client reply."""
 
@@ -202,6 +263,8 @@ def build_gateway(
     writer: AuditWriter | None = None,
     metrics: BastionMetrics | None = None,
     approvals: ApprovalService | None = None,
+    masking: ResultMaskPlanner | None = None,
+    targets: dict[str, TargetRuntime] | None = None,
 ) -> Gateway:
     identities = config.identities
     users_file = UsersFile(_under(data_dir.path, identities.users_file))
@@ -210,7 +273,7 @@ def build_gateway(
     )
     limits = config.limits
     return Gateway(
-        targets=build_targets(config),
+        targets=targets if targets is not None else build_targets(config),
         directory=directory,
         rate_limiter=AuthRateLimiter(max_failures=limits.auth_failures_per_minute),
         analyzer=PglastAnalyzer(),
@@ -231,6 +294,7 @@ def build_gateway(
             write_buffer_high_water=limits.write_buffer_high_water_bytes,
         ),
         approvals=approvals,
+        masking=masking,
         audit_room=_audit_room(config, writer),
     )
 
@@ -282,6 +346,7 @@ class RunningBastion:
     metrics: BastionMetrics = field(default_factory=BastionMetrics)
     approvals: ApprovalService | None = None
     notifier: Notifier | None = None
+    catalogs: list[CatalogCache] = field(default_factory=list)
 
     @property
     def accepting(self) -> bool:
@@ -306,6 +371,9 @@ class RunningBastion:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=5)
+        for cache in self.catalogs:
+            cache.close(timeout=1)
+        self.catalogs = []
         if self.approvals is not None:
             approvals, self.approvals = self.approvals, None
             await approvals.aclose()
@@ -333,13 +401,17 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
             writer.close()
             writer.store.close()
         raise
-    gateway = build_gateway(config, data_dir, writer, metrics, approvals)
+    targets = build_targets(config)
+    masking = build_masking(config, data_dir, targets)
+    planner, caches = masking if masking is not None else (None, [])
+    gateway = build_gateway(config, data_dir, writer, metrics, approvals, planner, targets)
     running = RunningBastion(
         gateway=gateway,
         audit_writer=writer,
         metrics=metrics,
         approvals=approvals,
         notifier=notifier,
+        catalogs=caches,
     )
     approvals.start()
     if gateway.audit_room is not None:
@@ -347,12 +419,14 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
     metrics.bind_gauges(
         active_sessions=lambda: gateway.active_sessions,
         approvals_waiting=lambda: approvals.waiting,
+        sessions_by_target=gateway.sessions.count_by_target,
         audit_queue_depth=(lambda: writer.queue_depth) if writer else None,
         audit_lag_seconds=(lambda: writer.lag_seconds) if writer else None,
         audit_healthy=(lambda: float(writer.healthy)) if writer else None,
     )
     loop = asyncio.get_running_loop()
     try:
+        await load_catalogs(caches)
         for settings in listener_settings(config, data_dir):
             server = await loop.create_server(
                 lambda s=settings: ClientProtocol(gateway, s),  # type: ignore[misc]
@@ -379,6 +453,12 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
                 approvals=approvals,
                 auth=ApiAuthenticator(approvals, lambda: gateway.directory),
                 public_url=admin_base_url(config),
+                sessions=gateway.sessions,
+                operator_groups=admin.operator_groups,
+                record_admin=AdminRecorder(
+                    _audit_submit(writer) if writer is not None else None,
+                    count=metrics.count_admin_action,
+                ),
             )
             running.admin = AdminServer(app, admin.host, admin.port)
             await running.admin.start()

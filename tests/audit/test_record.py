@@ -109,6 +109,7 @@ def test_statement_events_become_payloads_without_empty_fields() -> None:
         outcome="ok",
         rows=None,
         duration_ms=1.25,
+        decide_ms=0.042,
     )
     kind, payload = event_payload(event)
     assert kind == "statement"
@@ -124,6 +125,7 @@ def test_statement_events_become_payloads_without_empty_fields() -> None:
         "rule": "analysts-read",
         "outcome": "ok",
         "duration_ms": 1.25,
+        "decide_ms": 0.042,
     }
 
 

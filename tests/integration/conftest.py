@@ -58,12 +58,16 @@ def bastion(
     postgres_endpoint: PostgresEndpoint,
     shop_db: tuple[str, SampleSummary],
 ) -> Iterator[BastionProcess]:
-    """One Bastion per test module, with target `shop` and the default test users."""
+    """One Bastion per test module, with target `shop` and the default test users.
+
+    Masking is off here: these tests check that results are exactly what a direct connection
+    returns (the protocol, not the policy). test_masking.py has masking on."""
     workdir: Path = tmp_path_factory.mktemp("bastion")
     proc = BastionProcess(
         workdir=workdir,
         targets=[shop_target(postgres_endpoint, shop_db[0])],
         env=upstream_env(postgres_endpoint),
+        extra={"masking": {"enabled": False}},
     ).start()
     yield proc
     code = proc.stop()

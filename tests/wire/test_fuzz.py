@@ -110,6 +110,12 @@ VALID_BODIES: dict[str, st.SearchStrategy[bytes]] = {
     "row_description": st.lists(columns, max_size=3).map(
         lambda cs: struct.pack("!h", len(cs)) + b"".join(map(column_bytes, cs))
     ),
+    "notification": st.builds(
+        lambda pid, channel, payload: backend.encode_notification(pid, channel, payload)[5:],
+        st.integers(-(2**31), 2**31 - 1),
+        texts,
+        texts,
+    ),
     "parameter_description": st.lists(uint32, max_size=4).map(
         lambda oids: struct.pack(f"!h{len(oids)}I", len(oids), *oids)
     ),
@@ -150,6 +156,7 @@ DECODERS: list[tuple[str, Callable[[bytes], object]]] = [
     ("parse", frontend.decode_parse),
     ("bind", frontend.decode_bind),
     ("bind", frontend.decode_bind_names),
+    ("bind", frontend.decode_bind_routing),
     ("describe", frontend.decode_describe),
     ("describe", frontend.decode_close),
     ("execute", frontend.decode_execute),
@@ -164,6 +171,7 @@ DECODERS: list[tuple[str, Callable[[bytes], object]]] = [
     ("command_complete", backend.decode_command_complete),
     ("row_description", backend.decode_row_description),
     ("parameter_description", backend.decode_parameter_description),
+    ("notification", backend.decode_notification),
     ("startup", startup.parse_startup_packet),
 ]
 

@@ -3,9 +3,12 @@
 Every route but login needs a bearer token (see `auth.py`); votes go through `ApprovalService`,
 whose rules decide who may vote, and an `ApprovalError` becomes its HTTP status with a JSON body
 `{"error": ..., "message": ...}`. Responses never carry secrets: login returns its new token once,
-and token digests are never returned at all. This module owns the routes, the parsing of request
-bodies and parameters, and the JSON form of a request; it mounts the HTML page that notification
-links open (`approval_page.py`) but does not render it, and `openapi.py` describes its routes.
+and token digests are never returned at all. Logins (whatever their outcome) and logouts are
+handed to the admin recorder (`records.py`), never with the password; votes are not, because the
+approval service already records them as approval events. This module owns the routes, the
+parsing of request bodies and parameters (shared with `sessions_api.py`), and the JSON form of a
+request; it mounts the HTML page that notification links open (`approval_page.py`) but does not
+render it, and `openapi.py` describes its routes.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bastion.admin.approval_page import serve_page
-from bastion.admin.auth import ApiAuthenticator
+from bastion.admin.auth import ApiAuthenticator, LoginFailed, LoginThrottled
+from bastion.admin.records import RecordAdmin
 from bastion.approvals.errors import ApprovalError, RequestNotFound, StateStoreError
 from bastion.approvals.model import ApprovalRequest, ApprovalState, Approver, Verdict
 from bastion.approvals.service import ApprovalService
@@ -51,9 +55,12 @@ class PayloadTooLarge(ApprovalError):
     status = 413
 
 
-def approval_routes(service: ApprovalService, auth: ApiAuthenticator) -> list[BaseRoute]:
-    """The routes this module serves, for `build_admin_app` to mount."""
-    api = _ApprovalsApi(service, auth)
+def approval_routes(
+    service: ApprovalService, auth: ApiAuthenticator, record: RecordAdmin | None = None
+) -> list[BaseRoute]:
+    """The routes this module serves, for `build_admin_app` to mount; `record` hears of logins
+    and logouts."""
+    api = _ApprovalsApi(service, auth, record)
     return [
         Route("/v1/login", api.login, methods=["POST"]),
         Route("/v1/logout", api.logout, methods=["POST"]),
@@ -122,20 +129,31 @@ def error_response(exc: ApprovalError) -> JSONResponse:
 
 
 class _ApprovalsApi:
-    def __init__(self, service: ApprovalService, auth: ApiAuthenticator) -> None:
+    def __init__(
+        self, service: ApprovalService, auth: ApiAuthenticator, record: RecordAdmin | None
+    ) -> None:
         self._service = service
         self._auth = auth
+        self._record = record
 
     async def login(self, request: Request) -> Response:
         try:
-            body = await _json_body(request, required=True)
-            user = _string(body, "user", MAX_NAME_LENGTH, required=True)
-            password = _string(body, "password", MAX_PASSWORD_LENGTH, required=True)
+            body = await json_body(request, required=True)
+            user = string_field(body, "user", MAX_NAME_LENGTH, required=True)
+            password = string_field(body, "password", MAX_PASSWORD_LENGTH, required=True)
             source = request.client.host if request.client is not None else "unknown"
-            token, record = await self._auth.login(user, password, source_address=source)
+            try:
+                token, record = await self._auth.login(user, password, source_address=source)
+            except LoginFailed:
+                self._note("login", user=user, outcome="failed", source_address=source)
+                raise
+            except LoginThrottled:
+                self._note("login", user=user, outcome="throttled", source_address=source)
+                raise
         except ApprovalError as exc:
             return error_response(exc)
-        return _json(
+        self._note("login", user=record.user, outcome="ok", source_address=source)
+        return json_response(
             {
                 "token": token,
                 "token_id": record.id,
@@ -146,18 +164,23 @@ class _ApprovalsApi:
 
     async def logout(self, request: Request) -> Response:
         try:
-            if not await self._auth.logout(request.headers.get("authorization")):
+            header = request.headers.get("authorization")
+            # Who is logging out, for the record; None once the user has been removed.
+            approver = await self._auth.authenticate(header) if self._record else None
+            if not await self._auth.logout(header):
                 raise Unauthorized("no live admin API token was presented")
         except ApprovalError as exc:
             return error_response(exc)
-        return _json({"revoked": True})
+        source = request.client.host if request.client is not None else "unknown"
+        self._note("logout", user=approver.name if approver else "", source_address=source)
+        return json_response({"revoked": True})
 
     async def whoami(self, request: Request) -> Response:
         try:
             approver = await self._approver(request)
         except ApprovalError as exc:
             return error_response(exc)
-        return _json({"name": approver.name, "groups": list(approver.groups)})
+        return json_response({"name": approver.name, "groups": list(approver.groups)})
 
     async def list_requests(self, request: Request) -> Response:
         try:
@@ -167,7 +190,7 @@ class _ApprovalsApi:
             found = await self._service.list(states, limit)
         except ApprovalError as exc:
             return error_response(exc)
-        return _json({"approvals": [request_document(r) for r in found]})
+        return json_response({"approvals": [request_document(r) for r in found]})
 
     async def show_request(self, request: Request) -> Response:
         try:
@@ -178,7 +201,7 @@ class _ApprovalsApi:
                 raise RequestNotFound(f"there is no approval request {request_id}")
         except ApprovalError as exc:
             return error_response(exc)
-        return _json(request_document(found))
+        return json_response(request_document(found))
 
     async def approve(self, request: Request) -> Response:
         return await self._vote(request, Verdict.APPROVE)
@@ -190,26 +213,35 @@ class _ApprovalsApi:
         try:
             approver = await self._approver(request)
             request_id = _request_id(request)
-            body = await _json_body(request, required=False)
-            comment = _string(body, "comment", MAX_COMMENT_LENGTH, required=False)
+            body = await json_body(request, required=False)
+            comment = string_field(body, "comment", MAX_COMMENT_LENGTH, required=False)
             decided = await self._service.vote(request_id, approver, verdict, comment)
         except ApprovalError as exc:
             return error_response(exc)
-        return _json(request_document(decided))
+        return json_response(request_document(decided))
 
     async def _approver(self, request: Request) -> Approver:
-        approver = await self._auth.authenticate(request.headers.get("authorization"))
-        if approver is None:
-            raise Unauthorized(
-                "a valid bearer token is required (POST /v1/login, or `bastion login USER`)"
-            )
-        return approver
+        return await require_approver(self._auth, request)
+
+    def _note(self, action: str, **payload: object) -> None:
+        if self._record is not None:
+            self._record(action, payload)
+
+
+async def require_approver(auth: ApiAuthenticator, request: Request) -> Approver:
+    """The person the request's bearer token proves; Unauthorized when there is none."""
+    approver = await auth.authenticate(request.headers.get("authorization"))
+    if approver is None:
+        raise Unauthorized(
+            "a valid bearer token is required (POST /v1/login, or `bastion login USER`)"
+        )
+    return approver
 
 
 # Request parsing.
 
 
-async def _json_body(request: Request, *, required: bool) -> dict[str, Any]:
+async def json_body(request: Request, *, required: bool) -> dict[str, Any]:
     """The body as a JSON object; an empty body is `{}` unless `required`."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -232,7 +264,7 @@ async def _json_body(request: Request, *, required: bool) -> dict[str, Any]:
     return body
 
 
-def _string(body: dict[str, Any], key: str, max_length: int, *, required: bool) -> str:
+def string_field(body: dict[str, Any], key: str, max_length: int, *, required: bool) -> str:
     value = body.get(key)
     if value is None and not required:
         return ""
@@ -272,7 +304,7 @@ def _limit(value: str | None) -> int:
 # Responses.
 
 
-def _json(document: dict[str, Any], status: int = 200) -> JSONResponse:
+def json_response(document: dict[str, Any], status: int = 200) -> JSONResponse:
     return JSONResponse(document, status_code=status, headers=_NO_STORE)
 
 

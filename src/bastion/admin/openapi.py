@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document the admin app serves at /openapi.json.
 
-It owns the description of every admin route: the service routes of `api.py` and the approvals
-routes of `approvals_api.py` and `approval_page.py`, with the schemas of their bodies. It only
+It owns the description of every admin route: the service routes of `api.py`, the approvals
+routes of `approvals_api.py` and `approval_page.py`, and the sessions routes of
+`sessions_api.py`, with the schemas of their bodies. It only
 describes; limits it mentions come from the modules that enforce them, so the two cannot drift.
 """
 
@@ -16,13 +17,18 @@ from bastion.admin.approvals_api import (
     MAX_LIST_LIMIT,
     MAX_NAME_LENGTH,
 )
+from bastion.admin.sessions_api import MAX_REASON_LENGTH
 from bastion.approvals.model import ApprovalState, Verdict
 from bastion.identity.directory import MAX_PASSWORD_LENGTH
 from bastion.observability.metrics import CONTENT_TYPE_LATEST
 
 
 def openapi_document(
-    *, with_metrics: bool, with_approvals: bool, public_url: str | None = None
+    *,
+    with_metrics: bool,
+    with_approvals: bool,
+    with_sessions: bool = False,
+    public_url: str | None = None,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 description of an admin app with these parts mounted."""
     paths: dict[str, Any] = {
@@ -76,12 +82,17 @@ def openapi_document(
     if with_approvals:
         paths.update(_approvals_paths())
         schemas.update(_approvals_schemas())
+    if with_sessions:
+        paths.update(_sessions_paths())
+        schemas.update(_sessions_schemas())
+        schemas.setdefault("Error", _approvals_schemas()["Error"])
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Bastion admin API",
             "version": __version__,
-            "description": "Health, metrics and approvals of a Bastion instance. Endpoints that "
+            "description": "Health, metrics, approvals and client sessions of a Bastion "
+            "instance. Endpoints that "
             "need authentication take `Authorization: Bearer <token>`: an admin API token (from "
             "POST /v1/login or `bastion tokens create`) or a JWT from a configured OIDC issuer.",
         },
@@ -243,6 +254,119 @@ def _approvals_paths() -> dict[str, Any]:
                     }
                 },
             }
+        },
+    }
+
+
+def _sessions_paths() -> dict[str, Any]:
+    """The routes of `sessions_api.py`."""
+    session_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "The session's id, as listed.",
+    }
+    not_operator = {"403": _ok("The caller is in none of the operator groups.", "Error")}
+    no_session = {"404": _ok("There is no such session on this instance.", "Error")}
+    return {
+        "/v1/sessions": {
+            "get": {
+                "summary": "List the client sessions of this instance, oldest first",
+                "operationId": "listSessions",
+                "tags": ["sessions"],
+                "security": _BEARER,
+                "responses": {
+                    "200": _ok("The sessions.", "SessionList"),
+                    **_errors("401", "503"),
+                    **not_operator,
+                },
+            }
+        },
+        "/v1/sessions/{id}": {
+            "get": {
+                "summary": "One client session",
+                "operationId": "getSession",
+                "tags": ["sessions"],
+                "security": _BEARER,
+                "parameters": [session_id],
+                "responses": {
+                    "200": _ok("The session.", "Session"),
+                    **_errors("401", "503"),
+                    **not_operator,
+                    **no_session,
+                },
+            }
+        },
+        "/v1/sessions/{id}/terminate": {
+            "post": {
+                "summary": "End a client session",
+                "description": "The client gets a FATAL error 57P01 (admin_shutdown) naming the "
+                "reason, its upstream connection is closed (an open transaction is rolled back) "
+                "and the action is recorded with the caller's name.",
+                "operationId": "terminateSession",
+                "tags": ["sessions"],
+                "security": _BEARER,
+                "parameters": [session_id],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/TerminateBody"}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _ok("The session as it was just before it ended.", "Session"),
+                    **_errors("400", "401", "413", "503"),
+                    **not_operator,
+                    **no_session,
+                },
+            }
+        },
+    }
+
+
+def _sessions_schemas() -> dict[str, Any]:
+    """The bodies the sessions routes take and return."""
+    return {
+        "Session": _object(
+            session_id={"type": "string"},
+            user={"type": "string"},
+            groups={"type": "array", "items": {"type": "string"}},
+            identity_kind={"type": "string"},
+            source_ip={"type": "string"},
+            source_port={"type": "integer"},
+            target={"type": "string"},
+            upstream_role={"type": "string"},
+            application_name={"type": "string"},
+            tls_version={"type": ["string", "null"]},
+            started_at={"type": "string", "format": "date-time"},
+            age_seconds={"type": "number"},
+            statements={"type": "integer", "description": "Statements completed so far."},
+            transaction={
+                "type": "string",
+                "enum": ["idle", "in transaction", "failed transaction"],
+            },
+            waiting={
+                "type": "string",
+                "description": "Empty, or what the session waits for: `approval <id>`, "
+                "`audit record` or `audit durability`.",
+            },
+        ),
+        "SessionList": _object(
+            sessions={"type": "array", "items": {"$ref": "#/components/schemas/Session"}}
+        ),
+        "TerminateBody": {
+            **_object(
+                reason={
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_REASON_LENGTH,
+                    "description": "Why; the client's error message and the record show it.",
+                }
+            ),
+            "additionalProperties": False,
         },
     }
 

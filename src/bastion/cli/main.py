@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "bastion.cli.audit",
     "bastion.cli.login",
     "bastion.cli.approvals",
+    "bastion.cli.sessions",
     "bastion.cli.tokens",
     "bastion.cli.classify",
 )

@@ -56,6 +56,14 @@ def _inside_number(buf: bytes, start: int, end: int) -> bool:
     return _glued_before(buf, start) or _glued_after(buf, end)
 
 
+def _inside_dashed_number(buf: bytes, start: int, end: int) -> bool:
+    """_inside_number for spans that carry their own separators (123-45-6789): a comma next
+    to them separates list items (string_agg, CSV), it does not continue an amount."""
+    before = start >= 2 and buf[start - 1] in b"-./:" and buf[start - 2] in DIGITS
+    after = end + 1 < len(buf) and buf[end] in b"-./:" and buf[end + 1] in DIGITS
+    return before or after
+
+
 def _extend(buf: bytes, end: int, allowed: frozenset[int], limit: int) -> int:
     """Move `end` right over bytes in `allowed`, at most `limit` of them."""
     stop = min(len(buf), end + limit)
@@ -129,7 +137,7 @@ def confirm_card(buf: bytes, start: int, end: int) -> tuple[int, int] | None:
 
 
 def confirm_ssn(buf: bytes, start: int, end: int) -> tuple[int, int] | None:
-    if not _starts_word(buf, start) or _inside_number(buf, start, end):
+    if not _starts_word(buf, start) or _inside_dashed_number(buf, start, end):
         return None
     if start > 0 and buf[start - 1] in b"+-.#":
         return None

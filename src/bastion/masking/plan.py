@@ -102,14 +102,20 @@ class RowMaskPlan:
         self._column_counts = [0] * len(works)
         self._found_counts: dict[SensitiveClass, int] = {}
 
+    def fresh(self) -> RowMaskPlan:
+        """The same plan with its counts at zero, for another result of the same shape."""
+        return RowMaskPlan(self._works, self._scanner, self._span_masker)
+
     # -- audit -----------------------------------------------------------------------------
 
-    def masked_cells(self) -> dict[SensitiveClass, int]:
-        """Cells masked so far, per class (a scanned cell counts once per class found in it)."""
-        counts = dict(self._found_counts)
+    def masked_cells(self) -> dict[str, int]:
+        """Cells masked so far, per class name (a scanned cell counts once per class found in
+        it). Keys are SensitiveClass values, which compare equal to their names."""
+        counts: dict[str, int] = {str(k): v for k, v in self._found_counts.items()}
         for work, count in zip(self._works, self._column_counts, strict=True):
             if work is not None and work.sensitive_class is not None and count:
-                counts[work.sensitive_class] = counts.get(work.sensitive_class, 0) + count
+                name = str(work.sensitive_class)
+                counts[name] = counts.get(name, 0) + count
         return counts
 
     # -- rows ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -47,8 +48,30 @@ class StatementEvent:
     sqlstate: str = ""
     command_tag: str = ""
     rows: int | None = None
-    duration_ms: float = 0.0
+    duration_ms: float = 0.0  # from forwarding to completion: the server's time and the network
+    decide_ms: float = 0.0  # Bastion's own analysis and decision before forwarding it
     tables: tuple[str, ...] = ()  # every relation read or written, schema-qualified when written so
     tables_written: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()  # columns named, `schema.table.column` when certain
+    masked_cells: Mapping[str, int] | None = None  # cells masked in its result, per class
     approval_id: int | None = None  # the approval request that let it run (or refused it)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """A live client session, as operators list it (`bastion sessions list`)."""
+
+    session_id: str
+    user: str
+    groups: tuple[str, ...]
+    identity_kind: str
+    source_ip: str
+    source_port: int
+    target: str
+    upstream_role: str
+    application_name: str
+    tls_version: str | None
+    started_at: float  # Unix time
+    statements: int
+    transaction: str  # "idle", "in transaction" or "failed transaction"
+    waiting: str  # "", "approval <id>", "audit record" or "audit durability"

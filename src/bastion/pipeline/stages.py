@@ -7,7 +7,7 @@ structured JSON log line per connection and per statement (literals replaced, no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from bastion.pipeline.context import ConnectionContext
@@ -42,6 +42,14 @@ class MaskPlan(Protocol):
 
     def apply(self, row: memoryview) -> bytes: ...
 
+    def masked_cells(self) -> Mapping[str, int]:
+        """Cells masked so far in this result, per sensitive class."""
+        ...
+
+    def fresh(self) -> MaskPlan:
+        """The same plan with its counts at zero, for another result of the same shape."""
+        ...
+
 
 class MaskPlanner(Protocol):
     def plan(
@@ -51,6 +59,15 @@ class MaskPlanner(Protocol):
         columns: Sequence[Column],
     ) -> MaskPlan | None:
         """None means no column needs work: rows pass through as raw bytes."""
+        ...
+
+    def changed(self, context: ConnectionContext) -> None:
+        """The target's schema changed through this session (DDL ran)."""
+        ...
+
+    def mask_text(self, text: str) -> tuple[str, Mapping[str, int]]:
+        """Free text (error and notice fields, NOTIFY payloads) with what detectors find
+        masked, and how many findings per class."""
         ...
 
 
@@ -90,7 +107,7 @@ class AllowAllDecider:
 
 
 class NoMasking:
-    """Never masks; replaced by the masking engine."""
+    """Never masks: for tests and benchmarks of the bare relay."""
 
     def plan(
         self,
@@ -99,3 +116,9 @@ class NoMasking:
         columns: Sequence[Column],
     ) -> MaskPlan | None:
         return None
+
+    def changed(self, context: ConnectionContext) -> None:
+        return None
+
+    def mask_text(self, text: str) -> tuple[str, Mapping[str, int]]:
+        return text, {}

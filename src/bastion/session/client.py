@@ -29,7 +29,7 @@ from bastion.errors import (
 from bastion.identity.directory import Identity
 from bastion.pipeline.context import ConnectionContext
 from bastion.pipeline.decision import RefuseSession
-from bastion.pipeline.events import ConnectionEvent
+from bastion.pipeline.events import ConnectionEvent, SessionSummary
 from bastion.session.cancel import CancelEntry
 from bastion.session.gateway import Gateway, ListenerSettings
 from bastion.session.peer import PeerClosed, PeerProtocol
@@ -47,6 +47,7 @@ from bastion.wire.postgres.errors import WireFormatError
 log = logging.getLogger("bastion.session")
 
 TOO_MANY_CONNECTIONS = "53300"
+ADMIN_SHUTDOWN = "57P01"
 # Startup parameters that describe the connection itself and are never forwarded as-is.
 _NOT_FORWARDED = frozenset({"user", "database", "options", "replication"})
 _MAX_AUTH_MESSAGE = 16 << 10
@@ -98,6 +99,7 @@ class ClientSession:
         self._closing = False
         self._read_only = False
         self._started = time.monotonic()
+        self._started_at = time.time()
         self.session_id = secrets.token_hex(6)
         transport = client.transport
         peer = transport.get_extra_info("peername") if transport else None
@@ -431,11 +433,36 @@ class ClientSession:
         )
         client.on_lost = self._client_lost
         server.on_lost = self._server_lost
+        self._gw.sessions.add(self)
         self._audit_connection("connect", "ok")
         if client.closed:
             self._client_lost(None)
             return
         self._link.start()
+
+    def summary(self) -> SessionSummary:
+        ctx, link, upstream = self._context, self._link, self._upstream
+        assert ctx is not None
+        return SessionSummary(
+            session_id=self.session_id,
+            user=ctx.identity.name,
+            groups=ctx.identity.groups,
+            identity_kind=str(ctx.identity.kind),
+            source_ip=self.source_ip,
+            source_port=self.source_port,
+            target=ctx.target,
+            upstream_role=upstream.user if upstream else "",
+            application_name=ctx.application_name,
+            tls_version=self.tls_version,
+            started_at=self._started_at,
+            statements=link.statement_count if link else 0,
+            transaction=link.transaction_state if link else "idle",
+            waiting=link.waiting if link else "",
+        )
+
+    def terminate(self, reason: str) -> None:
+        """An operator ends this session (bastion sessions kill)."""
+        self._fail(ADMIN_SHUTDOWN, f"terminating connection due to administrator command: {reason}")
 
     def _intercept_cancel(self) -> bool:
         return self._link is not None and self._link.intercept_cancel()
@@ -454,6 +481,7 @@ class ClientSession:
         if self._closing:
             return
         self._closing = True
+        self._gw.sessions.remove(self)
         if self._link is not None:
             self._link.stop(reason)
         self._client.close()

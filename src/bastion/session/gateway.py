@@ -14,9 +14,10 @@ from ipaddress import IPv4Network, IPv6Network
 from bastion.approvals.service import ApprovalService
 from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
-from bastion.pipeline.stages import Analyzer, AuditSink, Decider
+from bastion.pipeline.stages import Analyzer, AuditSink, Decider, MaskPlanner
 from bastion.session.audit_room import AuditRoom
 from bastion.session.cancel import CancelRegistry
+from bastion.session.registry import SessionRegistry
 from bastion.targets.runtime import TargetRuntime
 
 
@@ -50,7 +51,9 @@ class Gateway:
     audit: AuditSink
     limits: SessionLimits
     cancel: CancelRegistry = field(default_factory=CancelRegistry)
+    sessions: SessionRegistry = field(default_factory=SessionRegistry)
     approvals: ApprovalService | None = None  # None: statements needing approval are refused
+    masking: MaskPlanner | None = None  # None: results pass unmasked (masking switched off)
     audit_room: AuditRoom | None = None  # None: a full audit record refuses statements at once
     active_sessions: int = 0
     total_sessions: int = 0

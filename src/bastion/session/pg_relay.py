@@ -38,7 +38,15 @@ from bastion.pipeline.decision import (
 )
 from bastion.pipeline.events import StatementEvent
 from bastion.pipeline.readonly import may_write
-from bastion.pipeline.stages import Analyzer, AuditSink, Decider, DurableAuditSink
+from bastion.pipeline.stages import (
+    Analyzer,
+    AuditSink,
+    Decider,
+    DurableAuditSink,
+    MaskPlan,
+    MaskPlanner,
+)
+from bastion.session.result_masking import ResultMasking, masked_counts
 from bastion.sql.session_settings import NOOP_RESET, NOOP_SET, reason_value, sets_reason
 from bastion.sql.statement import StatementInfo
 from bastion.wire.postgres import backend, frontend
@@ -86,6 +94,8 @@ from bastion.wire.postgres.framing import cstr, frame
 _COUNTED_TAGS = frozenset(
     {"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "FETCH", "MOVE"}
 )
+# Statement kinds after which the target's catalog may differ: masking reloads it.
+_SCHEMA_CHANGES = ("create_", "alter_", "drop_", "comment")
 # Statement outcomes after which the server ran something: in sync audit mode the client sees
 # them only once their record is stored.
 _RAN = frozenset({"ok", "error", "suspended"})
@@ -126,6 +136,11 @@ class _Pending:
     protocol: str = "simple"
     approval_id: int | None = None
     statement_name: str | None = None  # Describe 'S' of a statement that needs approval
+    decide_seconds: float = 0.0  # Bastion's analysis and decision for it
+    mask_plan: MaskPlan | None = None  # how this result's rows are masked
+    portal: str | None = None  # Execute: the portal it runs
+    describe_kind: str = ""  # Describe: "S" or "P", when masking tracks its answer
+    shape_for: _Pending | None = None  # a Describe Bastion sent for this Execute
 
 
 # Requests whose replies carry no per-request state share one immutable-in-practice entry:
@@ -146,6 +161,7 @@ class _Prepared:
     params: tuple[str | None, ...] = ()  # a portal's parameters, likewise
     param_types: tuple[int, ...] = ()
     approval_id: int | None = None
+    decide_seconds: float = 0.0  # the analysis and decision at Parse, reported once
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +250,10 @@ class RelayMachine:
         audit: AuditSink,
         *,
         read_only: bool = False,
+        masker: MaskPlanner | None = None,
     ) -> None:
         self.context = context
+        self._masking = ResultMasking(masker, context) if masker is not None else None
         self.read_only = read_only
         self._analyzer = analyzer
         self._decider = decider
@@ -256,13 +274,19 @@ class RelayMachine:
         self._copy_in = False
         self.transaction_status = TX_IDLE
         self.statement_count = 0
-        # True while the current result needs each DataRow shown to `from_server`.
-        self.inspect_rows = False
         # Approvals: the statement waiting for a decision, and the decision once it came.
         self.held: HeldStatement | None = None
         self._resolution: Decision | None = None
         self._resolution_id: int | None = None
         self.reason = ""  # the requester's SET bastion.reason
+
+    @property
+    def inspect_rows(self) -> bool:
+        """True while the current result needs each DataRow shown to `from_server`."""
+        if not self._pending:
+            return False
+        head = self._pending[0]
+        return head.mask_plan is not None or head.max_rows is not None
 
     def resolve(self, decision: Allow | Deny, approval_id: int | None = None) -> None:
         """The decision for the held statement; its message is shown again right after."""
@@ -330,6 +354,7 @@ class RelayMachine:
                 return HOLD
             entry = _Pending(F_QUERY, infos, started=now, decision=decision)
             entry.approval_id, self._resolution_id = self._resolution_id, None
+            entry.decide_seconds = time.perf_counter() - now
             self._pending.append(entry)
             if not isinstance(decision, Allow):
                 entry.denial = denial_error(decision)
@@ -356,10 +381,16 @@ class RelayMachine:
                     infos, decision, parse.query, param_types=parse.param_types
                 )
             else:
-                self._prepared[parse.statement] = _Prepared(infos, decision)
+                self._prepared[parse.statement] = _Prepared(
+                    infos, decision, decide_seconds=time.perf_counter() - now
+                )
             self._pending.append(_PARSE)
         elif type_byte == F_BIND:
-            portal_name, statement_name = frontend.decode_bind_names(body)
+            if self._masking is not None:
+                portal_name, statement_name, formats = frontend.decode_bind_routing(body)
+                self._masking.bound(portal_name, statement_name, formats)
+            else:
+                portal_name, statement_name = frontend.decode_bind_names(body)
             prepared = self._prepared.get(statement_name)
             if prepared is not None:
                 if isinstance(prepared.decision, RequireApproval):
@@ -388,12 +419,19 @@ class RelayMachine:
             if portal is not None:
                 entry.statements, entry.decision = portal.statements, portal.decision
                 entry.approval_id = portal.approval_id
+                entry.decide_seconds, portal.decide_seconds = portal.decide_seconds, 0.0
                 if isinstance(portal.decision, Allow):
                     entry.max_rows = portal.decision.obligations.max_rows
+            if self._masking is not None:
+                return self._execute_masked(execute, entry)
             self._pending.append(entry)
         elif type_byte == F_DESCRIBE:
             describe = frontend.decode_describe(body)
-            if describe.kind != "S":
+            if self._masking is not None:
+                entry = _Pending(F_DESCRIBE, described_statement=describe.kind == "S")
+                entry.statement_name, entry.describe_kind = describe.name, describe.kind
+                self._pending.append(entry)
+            elif describe.kind != "S":
                 self._pending.append(_DESCRIBE_PORTAL)
             elif self._needs_types(describe.name):
                 # The server's answer gives the parameter types the client left unspecified:
@@ -405,6 +443,8 @@ class RelayMachine:
                 self._pending.append(_DESCRIBE_STATEMENT)
         elif type_byte == F_CLOSE:
             close = frontend.decode_close(body)
+            if self._masking is not None:
+                self._masking.closed(close.kind, close.name)
             if close.kind == "S":
                 self._prepared.pop(close.name, None)
             else:
@@ -439,6 +479,41 @@ class RelayMachine:
         else:
             raise ProtocolViolation(f"unexpected message type {chr(type_byte)!r} from client")
         return FORWARD
+
+    def _execute_masked(self, execute: frontend.Execute, entry: _Pending) -> ClientVerdict:
+        """Give the Execute its mask plan; ask the server for the portal's shape first when
+        the client never described it."""
+        masking = self._masking
+        assert masking is not None
+        entry.portal = execute.portal
+        info = entry.statements[0] if entry.statements else None
+        if masking.knows_portal(execute.portal):
+            entry.mask_plan = masking.for_execute(execute.portal, info)
+            self._pending.append(entry)
+            return FORWARD
+        describe = _Pending(F_DESCRIBE, injected=True)
+        describe.statement_name, describe.describe_kind = execute.portal, "P"
+        describe.shape_for = entry
+        self._pending.append(describe)
+        self._pending.append(entry)
+        return Substitute(
+            frontend.encode_describe("P", execute.portal)
+            + frontend.encode_execute(execute.portal, execute.max_rows)
+        )
+
+    def _described(self, head: _Pending, body: memoryview | None) -> None:
+        """A Describe's answer (RowDescription, or NoData when body is None)."""
+        masking = self._masking
+        if masking is None or head.statement_name is None or not head.describe_kind:
+            return
+        if head.describe_kind == "S":
+            masking.described_statement(head.statement_name, body)
+            return
+        masking.described_portal(head.statement_name, body)
+        target = head.shape_for
+        if target is not None:
+            info = target.statements[0] if target.statements else None
+            target.mask_plan = masking.for_execute(head.statement_name, info)
 
     def _needs_types(self, name: str) -> bool:
         prepared = self._prepared.get(name)
@@ -517,20 +592,22 @@ class RelayMachine:
 
     def _from_server(self, type_byte: int, body: memoryview) -> bytes | None:
         if type_byte == B_DATA_ROW:
-            return self._data_row()
-        if type_byte in (
-            B_NOTICE_RESPONSE,
-            B_NOTIFICATION_RESPONSE,
-            B_PARAMETER_STATUS,
-            B_COPY_DONE,
-        ):
+            return self._data_row(body)
+        if type_byte in (B_PARAMETER_STATUS, B_COPY_DONE):
             return None
+        if type_byte == B_NOTICE_RESPONSE:
+            return self._masking.scrub_fields(type_byte, body)[0] if self._masking else None
+        if type_byte == B_NOTIFICATION_RESPONSE:
+            return self._masking.scrub_notification(body) if self._masking else None
         if type_byte == B_READY_FOR_QUERY:
             self.transaction_status = backend.decode_ready_for_query(body)
             self._ready()
             return None
         if type_byte == B_ERROR_RESPONSE:
-            return self._error(body)
+            replacement = self._error(body)
+            if replacement is None and self._masking is not None:
+                replacement = self._masking.scrub_fields(type_byte, body)[0]
+            return replacement
         head = self._head(type_byte)
         op = head.op
         if head.denial is not None and head.op in (F_QUERY, F_FUNCTION_CALL):
@@ -538,9 +615,14 @@ class RelayMachine:
         result: bytes | None = b"" if head.injected else None
         if type_byte == B_ROW_DESCRIPTION:
             if op == F_DESCRIBE:
+                self._described(head, body)
                 self._pending.popleft()
             elif op in (F_QUERY, F_EXECUTE):
-                self.inspect_rows = head.max_rows is not None
+                if self._masking is not None:
+                    info = (
+                        head.statements[head.index] if head.index < len(head.statements) else None
+                    )
+                    head.mask_plan = self._masking.for_rows(info, body)
             else:
                 self._desync(type_byte, op)
         elif type_byte in (B_COMMAND_COMPLETE, B_EMPTY_QUERY_RESPONSE):
@@ -563,6 +645,8 @@ class RelayMachine:
         elif type_byte == B_CLOSE_COMPLETE:
             self._expect_pop(op, F_CLOSE, type_byte)
         elif type_byte == B_NO_DATA:
+            if op == F_DESCRIBE:
+                self._described(head, None)
             self._expect_pop(op, F_DESCRIBE, type_byte)
         elif type_byte == B_PARAMETER_DESCRIPTION:
             if op != F_DESCRIBE or not head.described_statement:
@@ -571,7 +655,8 @@ class RelayMachine:
                 self._learn_types(head.statement_name, body)
         elif type_byte == B_PORTAL_SUSPENDED:
             self._expect_pop(op, F_EXECUTE, type_byte)
-            self.inspect_rows = False
+            if self._masking is not None and head.portal is not None:
+                self._masking.suspended(head.portal, head.mask_plan)
             self._statement_done(head, "suspended")
         elif type_byte == B_FUNCTION_CALL_RESPONSE:
             if op != F_FUNCTION_CALL:
@@ -580,17 +665,19 @@ class RelayMachine:
             self._desync(type_byte, op)
         return result
 
-    def _data_row(self) -> bytes | None:
+    def _data_row(self, body: memoryview) -> bytes | None:
         if not self._pending:
             raise RelayDesync("server sent a row with no request outstanding")
         head = self._pending[0]
         head.rows += 1
         if head.max_rows is not None and head.rows > head.max_rows:
             return b""
+        plan = head.mask_plan
+        if plan is not None:
+            return frame(B_DATA_ROW, plan.apply(body))
         return None
 
     def _truncated_completion(self, entry: _Pending, tag: str) -> bytes | None:
-        self.inspect_rows = False
         limit = entry.max_rows
         rows, entry.rows = entry.rows, 0
         if limit is None or rows <= limit:
@@ -622,7 +709,6 @@ class RelayMachine:
     def _error(self, body: memoryview) -> bytes | None:
         fields = backend.decode_fields(body)
         sqlstate = fields.get("C", "")
-        self.inspect_rows = False
         if not self._pending:
             return None  # an asynchronous error, e.g. FATAL on administrator shutdown
         head = self._pending[0]
@@ -679,6 +765,14 @@ class RelayMachine:
         elif entry.statements:
             info = entry.statements[0]
         self.statement_count += 1
+        plan, entry.mask_plan = entry.mask_plan, None
+        if (
+            self._masking is not None
+            and outcome == "ok"
+            and info is not None
+            and info.kind.startswith(_SCHEMA_CHANGES)
+        ):
+            self._masking.schema_changed()
         if not self._record_statements:
             entry.started = now
             return
@@ -699,9 +793,11 @@ class RelayMachine:
             command_tag=tag,
             rows=_row_count(tag),
             duration_ms=round((now - entry.started) * 1000.0, 3),
+            decide_ms=round(entry.decide_seconds * 1000.0, 3),
             tables=_tables(info),
             tables_written=_written(info),
             columns=_columns(info),
+            masked_cells=masked_counts(plan),
             approval_id=entry.approval_id,
         )
         if self._durable_sink is not None and self.on_durable is not None:

@@ -32,6 +32,9 @@ from bastion.wire.postgres.codes import (
     B_DATA_ROW,
     F_COPY_DATA,
     MAX_PROTOCOL_MESSAGE,
+    TX_FAILED,
+    TX_IDLE,
+    TX_IN_BLOCK,
 )
 
 log = logging.getLogger("bastion.session")
@@ -39,7 +42,12 @@ log = logging.getLogger("bastion.session")
 # Server messages relayed without a look: rows (unless a result needs them) and COPY data.
 _SKIP_ROWS = frozenset({B_DATA_ROW, B_COPY_DATA})
 _SKIP_NOTHING_BUT_COPY = frozenset({B_COPY_DATA})
-AUDIT_NOT_DURABLE = "58030"  # io_error: the record of a statement that ran could not be stored
+AUDIT_NOT_DURABLE = "58030"
+_TRANSACTION_STATES = {
+    TX_IDLE: "idle",
+    TX_IN_BLOCK: "in transaction",
+    TX_FAILED: "failed transaction",
+}  # io_error: the record of a statement that ran could not be stored
 
 
 class RelayLink:
@@ -68,7 +76,12 @@ class RelayLink:
         self._hold: ApprovalHold | None = None
         self._audit_wait: asyncio.Task[None] | None = None
         self.machine = RelayMachine(
-            context, gateway.analyzer, gateway.decider, gateway.audit, read_only=read_only
+            context,
+            gateway.analyzer,
+            gateway.decider,
+            gateway.audit,
+            read_only=read_only,
+            masker=gateway.masking,
         )
         loop = asyncio.get_running_loop()
 
@@ -120,6 +133,22 @@ class RelayLink:
     def statement_count(self) -> int:
         return self.machine.statement_count
 
+    @property
+    def transaction_state(self) -> str:
+        return _TRANSACTION_STATES.get(self.machine.transaction_status, "idle")
+
+    @property
+    def waiting(self) -> str:
+        """What the session waits for now, for operators; "" when nothing."""
+        if self._hold is not None:
+            request = self._hold.request_id
+            return f"approval {request}" if request is not None else "approval"
+        if self._audit_wait is not None:
+            return "audit record"
+        if self._s2c.holding:
+            return "audit durability"
+        return ""
+
     # Client to server.
 
     def _client_data(self, data: bytes) -> None:
@@ -136,7 +165,11 @@ class RelayLink:
             self._close("client terminated")
 
     def _inspect_client(self, type_byte: int, body: memoryview) -> bytes | None:
-        verdict = self.machine.from_client(type_byte, body)
+        machine = self.machine
+        verdict = machine.from_client(type_byte, body)
+        # The request just queued may be the next to answer (nothing else outstanding): its
+        # rows must be seen from the first one on if they are to be masked or counted.
+        self._s2c.skip_types = _SKIP_NOTHING_BUT_COPY if machine.inspect_rows else _SKIP_ROWS
         if isinstance(verdict, Substitute):
             return verdict.data
         if verdict is TERMINATE:

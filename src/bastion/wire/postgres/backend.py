@@ -22,6 +22,7 @@ from bastion.wire.postgres.codes import (
     B_ERROR_RESPONSE,
     B_NEGOTIATE_PROTOCOL_VERSION,
     B_NOTICE_RESPONSE,
+    B_NOTIFICATION_RESPONSE,
     B_PARAMETER_STATUS,
     B_READY_FOR_QUERY,
     TX_FAILED,
@@ -239,3 +240,17 @@ def _fields(
     if hint:
         fields["H"] = hint
     return fields
+
+
+def decode_notification(body: bytes | memoryview) -> tuple[int, str, str]:
+    """A NotificationResponse: the notifying backend's pid, the channel and the payload."""
+    reader = BodyReader(body)
+    pid = reader.int32()
+    channel = reader.cstring()
+    payload = reader.cstring()
+    reader.expect_end("NotificationResponse")
+    return pid, channel, payload
+
+
+def encode_notification(pid: int, channel: str, payload: str) -> bytes:
+    return frame(B_NOTIFICATION_RESPONSE, struct.pack("!i", pid) + cstr(channel) + cstr(payload))

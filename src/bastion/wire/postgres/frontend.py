@@ -91,6 +91,12 @@ def decode_parse(body: bytes | memoryview) -> Parse:
 def decode_bind_names(body: bytes | memoryview) -> tuple[str, str]:
     """The portal and statement names of a Bind, after checking the whole message's structure
     without copying its parameter values (what routing a reply needs, at less cost)."""
+    portal, statement, _ = decode_bind_routing(body)
+    return portal, statement
+
+
+def decode_bind_routing(body: bytes | memoryview) -> tuple[str, str, tuple[int, ...]]:
+    """decode_bind_names, plus the result format codes the client asked for."""
     data = bytes(body) if isinstance(body, memoryview) else body
     end = len(data)
     first = data.find(b"\x00")
@@ -118,7 +124,8 @@ def decode_bind_names(body: bytes | memoryview) -> tuple[str, str]:
                 raise WireFormatError("invalid parameter length in Bind")
             pos += 4 + max(size, 0)
         (results,) = _UINT16.unpack_from(data, pos)
-        for code in struct.unpack_from(f"!{results}h", data, pos + 2):
+        result_formats = struct.unpack_from(f"!{results}h", data, pos + 2)
+        for code in result_formats:
             if code not in (0, 1):
                 raise WireFormatError(f"invalid format code {code} in Bind")
         pos += 2 + 2 * results
@@ -128,7 +135,7 @@ def decode_bind_names(body: bytes | memoryview) -> tuple[str, str]:
         raise WireFormatError(
             "trailing bytes in Bind" if pos < end else "message body is truncated"
         )
-    return portal, statement
+    return portal, statement, tuple(result_formats)
 
 
 _UINT16 = struct.Struct("!H")

@@ -1,0 +1,236 @@
+"""Masking end to end, with zero configuration: real psql, psycopg (text and binary) and asyncpg
+(binary, prepared) through a real Bastion to the sample shop. No known raw sensitive value of the
+sample may appear anywhere in what a client receives, and masked values still decode in the
+drivers (dates are dates, ints are ints)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from bastion.demo.sample import SampleSummary
+from support.bastion import BastionProcess, running_bastion
+from support.servers import PostgresEndpoint
+
+from .conftest import shop_target, upstream_env
+
+
+@pytest.fixture(scope="module")
+def masked(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_endpoint: PostgresEndpoint,
+    shop_db: tuple[str, SampleSummary],
+) -> Iterator[BastionProcess]:
+    workdir: Path = tmp_path_factory.mktemp("masked")
+    target = shop_target(postgres_endpoint, shop_db[0])
+    extra = {"audit": {"enabled": True}}
+    with running_bastion(
+        workdir, [target], extra=extra, env=upstream_env(postgres_endpoint), admin_port=0
+    ) as proc:
+        yield proc
+
+
+def _leaks(text: str, summary: SampleSummary) -> list[str]:
+    return [value for value in summary.sensitive_values if value and value in text]
+
+
+def _first(summary: SampleSummary) -> int:
+    return summary.first_customer.id
+
+
+QUERIES = [
+    "SELECT full_name, email, phone, card_number, ssn, birth_date, notes FROM customers "
+    "WHERE id = {id}",
+    "SELECT * FROM customers WHERE id = {id}",
+    "SELECT c.* FROM (SELECT * FROM customers) c WHERE c.id = {id}",
+    "WITH x AS (SELECT email, ssn FROM customers) SELECT * FROM x",
+    "SELECT upper(email), lower(card_number) FROM customers WHERE id = {id}",
+    "SELECT email || ' ' || ssn AS both_ FROM customers WHERE id = {id}",
+    "SELECT notes FROM customers WHERE id = {note_id}",
+    "SELECT token FROM api_credentials",
+    "SELECT row_to_json(c) FROM customers c WHERE id = {id}",
+    "SELECT json_agg(email) FROM customers",
+    "SELECT string_agg(ssn, ',') FROM customers",
+    "SELECT email FROM customers UNION ALL SELECT token FROM api_credentials",
+]
+
+
+def _render(query: str, summary: SampleSummary) -> str:
+    return query.format(id=_first(summary), note_id=summary.secret_note_customer_id)
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_psql_never_sees_a_raw_value(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary], query: str
+) -> None:
+    summary = shop_db[1]
+    done = subprocess.run(
+        ["psql", masked.dsn(), "-X", "-A", "-c", _render(query, summary)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert _leaks(done.stdout + done.stderr, summary) == []
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("query", QUERIES)
+def test_psycopg_text_and_binary_never_see_a_raw_value(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary], query: str, binary: bool
+) -> None:
+    summary = shop_db[1]
+    with psycopg.connect(masked.dsn()) as conn:
+        rows = conn.cursor(binary=binary).execute(_render(query, summary)).fetchall()
+    assert _leaks(repr(rows), summary) == []
+
+
+def test_masked_values_keep_their_types(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    summary = shop_db[1]
+    first = summary.first_customer
+    with psycopg.connect(masked.dsn()) as conn:
+        for binary in (False, True):
+            row = (
+                conn.cursor(binary=binary)
+                .execute(
+                    "SELECT id, full_name, email, birth_date, city FROM customers WHERE id = %s",
+                    (first.id,),
+                )
+                .fetchone()
+            )
+            assert row is not None
+            ident, name, email, birth, city = row
+            assert ident == first.id  # not sensitive: untouched
+            assert city == first.city
+            assert isinstance(birth, datetime.date)
+            assert email != first.email and name != first.full_name
+
+
+def test_asyncpg_prepared_binary(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    summary = shop_db[1]
+
+    async def fetch() -> list[Any]:
+        params = conninfo_to_dict(masked.dsn())
+        conn = await asyncpg.connect(
+            host=params["host"],
+            port=int(params["port"]),
+            user=params["user"],
+            password=params["password"],
+            database=params["dbname"],
+            ssl=False,
+        )
+        try:
+            statement = await conn.prepare(
+                "SELECT id, email, ssn, card_number, birth_date, notes FROM customers "
+                "WHERE id = ANY($1::int[])"
+            )
+            rows = await statement.fetch([_first(summary), summary.secret_note_customer_id])
+            async with conn.transaction():
+                cursor = await conn.cursor("SELECT email, ssn FROM customers ORDER BY id")
+                more = await cursor.fetch(50)
+            return [*map(tuple, rows), *map(tuple, more)]
+        finally:
+            await conn.close()
+
+    rows = asyncio.run(fetch())
+    assert len(rows) == 52
+    assert isinstance(rows[0][4], datetime.date)
+    assert _leaks(repr(rows), summary) == []
+
+
+def test_portals_with_row_limits_and_declared_cursors(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    summary = shop_db[1]
+    with psycopg.connect(masked.dsn()) as conn:
+        with conn.cursor(name="server_side") as cursor:  # DECLARE ... FETCH under the hood
+            cursor.itersize = 7
+            cursor.execute("SELECT email, ssn, notes FROM customers ORDER BY id")
+            rows = cursor.fetchall()
+        assert len(rows) == summary.row_counts["customers"]
+        conn.execute("DECLARE c CURSOR FOR SELECT email, card_number FROM customers")
+        fetched = conn.execute("FETCH 20 FROM c").fetchall()
+    assert _leaks(repr(rows) + repr(fetched), summary) == []
+
+
+def test_returning_and_errors_are_masked(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    summary = shop_db[1]
+    first = summary.first_customer
+    with psycopg.connect(masked.dsn()) as conn:
+        returned = conn.execute(
+            "UPDATE customers SET city = city WHERE id = %s RETURNING email, ssn", (first.id,)
+        ).fetchall()
+        conn.rollback()
+        assert _leaks(repr(returned), summary) == []
+        # A value quoted back by the server in an error is masked too.
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation) as cast_error:
+            conn.execute("SELECT email::int FROM customers WHERE id = %s", (first.id,))
+        conn.rollback()
+        with pytest.raises(psycopg.errors.UniqueViolation) as unique_error:
+            conn.execute(
+                "INSERT INTO customers (full_name, email, phone, card_number, ssn, birth_date, "
+                "city) SELECT full_name, email, phone, card_number, ssn, birth_date, city "
+                "FROM customers WHERE id = %s",
+                (first.id,),
+            )
+        conn.rollback()
+    text = str(cast_error.value) + repr(cast_error.value.diag.message_detail)
+    text += str(unique_error.value) + repr(unique_error.value.diag.message_detail)
+    assert _leaks(text, summary) == []
+
+
+def test_notify_payloads_are_scanned(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    summary = shop_db[1]
+    email = summary.first_customer.email
+    with psycopg.connect(masked.dsn(), autocommit=True) as conn:
+        conn.execute("LISTEN leaks")
+        conn.execute("SELECT pg_notify('leaks', 'customer ' || %s)", (email,))
+        notes = list(conn.notifies(timeout=2, stop_after=1))
+    assert notes and email not in notes[0].payload and "customer" in notes[0].payload
+
+
+def test_plain_results_pass_untouched_and_cells_are_counted(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary], direct_dsn: str
+) -> None:
+    query = "SELECT id, customer_id, status, total, created_at FROM orders ORDER BY id"
+    with psycopg.connect(direct_dsn) as direct, psycopg.connect(masked.dsn()) as proxied:
+        assert proxied.execute(query).fetchall() == direct.execute(query).fetchall()
+        proxied.execute("SELECT email, ssn FROM customers").fetchall()
+    metrics = subprocess.run(
+        ["curl", "-s", f"http://127.0.0.1:{masked.admin_port}/metrics"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+    assert 'bastion_masked_cells_total{class="email"}' in metrics
+    assert 'bastion_masked_cells_total{class="ssn"}' in metrics
+
+
+def test_a_table_created_through_bastion_is_classified_at_once(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    with psycopg.connect(masked.dsn(), autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS new_people")
+        conn.execute("CREATE TABLE new_people (id int, email text, ssn int)")
+        conn.execute("INSERT INTO new_people VALUES (1, 'fresh.person@example.org', 123456789)")
+        rows = conn.execute("SELECT email, ssn FROM new_people").fetchall()
+        conn.execute("DROP TABLE new_people")
+    assert "fresh.person@example.org" not in repr(rows)
+    assert rows[0][1] != 123456789
