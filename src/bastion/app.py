@@ -44,6 +44,7 @@ from bastion.identity.ratelimit import AuthRateLimiter
 from bastion.identity.users_file import UsersFile
 from bastion.logs import log_writer
 from bastion.masking.plan import MaskPlanBuilder
+from bastion.masking.plan import mask_text as default_mask_text
 from bastion.masking.result_planner import ResultMaskPlanner
 from bastion.masking.tokens import TokenKey
 from bastion.observability.metrics import BastionMetrics, MetricsSink
@@ -52,6 +53,7 @@ from bastion.policy import PolicyEngine, PolicyHolder, policy_from_mapping, watc
 from bastion.session.audit_room import AuditRoom
 from bastion.session.client import ClientProtocol
 from bastion.session.gateway import Gateway, ListenerSettings, SessionLimits
+from bastion.session.pg_relay import Recording
 from bastion.session.tls import (
     CertificateFiles,
     ensure_auto_certificate,
@@ -295,8 +297,23 @@ def build_gateway(
         ),
         approvals=approvals,
         masking=masking,
+        recording=_recording(config, masking),
         audit_room=_audit_room(config, writer),
     )
+
+
+def _recording(config: BastionConfig, masking: ResultMaskPlanner | None) -> Recording | None:
+    """What statement records keep besides the normalized text, scrubbed by the detectors."""
+    settings = config.audit
+    full_text = settings.statement_text == "scrubbed"
+    if not full_text and not settings.parameters:
+        return None
+    detect = masking.mask_text if masking is not None else default_mask_text
+
+    def scrub(text: str) -> str:
+        return detect(text)[0]
+
+    return Recording(full_text=full_text, parameters=settings.parameters, scrub=scrub)
 
 
 def _audit_room(config: BastionConfig, writer: AuditWriter | None) -> AuditRoom | None:
@@ -436,8 +453,13 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
                 backlog=1024,
             )
             running.servers.append(server)
+        record_admin = AdminRecorder(
+            _audit_submit(writer) if writer is not None else None,
+            count=metrics.count_admin_action,
+        )
         decider = gateway.decider
         if isinstance(decider, PolicyHolder):
+            decider.on_reload = record_admin
             running.tasks.append(loop.create_task(watch_policy(decider, asyncio.sleep)))
             if hasattr(signal, "SIGHUP"):
                 loop.add_signal_handler(signal.SIGHUP, decider.reload)
@@ -455,10 +477,7 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
                 public_url=admin_base_url(config),
                 sessions=gateway.sessions,
                 operator_groups=admin.operator_groups,
-                record_admin=AdminRecorder(
-                    _audit_submit(writer) if writer is not None else None,
-                    count=metrics.count_admin_action,
-                ),
+                record_admin=record_admin,
             )
             running.admin = AdminServer(app, admin.host, admin.port)
             await running.admin.start()

@@ -3,7 +3,6 @@ identity directory, through Starlette's test client."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shutil
@@ -13,31 +12,35 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from starlette.applications import Starlette
-from starlette.routing import Route
 
+from admin.harness import (
+    SECRET,
+    Client,
+    Ready,
+    check_openapi,
+    described_routes,
+    password_user,
+    request_draft,
+)
 from bastion.admin.api import build_admin_app
 from bastion.admin.approval_page import approval_links
 from bastion.admin.auth import ApiAuthenticator
-from bastion.approvals.model import ApprovalRequest, RequestDraft, grant_key
+from bastion.approvals.model import ApprovalRequest
 from bastion.approvals.service import ApprovalService, ApprovalSettings
 from bastion.approvals.sqlite_store import SQLiteApprovalStore
 from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
-from bastion.identity.records import OidcIssuer, UserRecord
-from bastion.identity.scram import make_verifier
+from bastion.identity.records import OidcIssuer
 from bastion.observability.metrics import BastionMetrics
 from identity.tokens import AUDIENCE, ISSUER, SigningKeyPair, claims, jwks, write_jwks
 
-SECRET = b"s" * 32
 USERS = [
-    UserRecord(name="alice", groups=("dba",), scram=make_verifier("alice-pw")),
-    UserRecord(name="bob", groups=("dba", "oncall"), scram=make_verifier("bob-pw")),
-    UserRecord(name="carol", groups=("analysts",), scram=make_verifier("carol-pw")),
-    UserRecord(name="dave", groups=("dba",), scram=make_verifier("dave-pw")),
+    password_user("alice", "dba"),
+    password_user("bob", "dba", "oncall"),
+    password_user("carol", "analysts"),
+    password_user("dave", "dba"),
 ]
 PROTECTED = [
     ("GET", "/v1/whoami"),
@@ -46,33 +49,6 @@ PROTECTED = [
     ("POST", "/v1/approvals/1/approve"),
     ("POST", "/v1/approvals/1/deny"),
 ]
-
-
-class Ready:
-    accepting = True
-
-
-class Client:
-    """A synchronous face on httpx's ASGI transport (Starlette's TestClient wants httpx2)."""
-
-    def __init__(self, app: Starlette) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        )
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return self._loop.run_until_complete(self._client.request(method, url, **kwargs))
-
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", url, **kwargs)
-
-    def close(self) -> None:
-        self._loop.run_until_complete(self._client.aclose())
-        self._loop.close()
 
 
 class Clock:
@@ -130,22 +106,13 @@ class Api:
         approver_groups: tuple[str, ...] = ("dba",),
         min_approvals: int = 1,
     ) -> ApprovalRequest:
-        draft = RequestDraft(
+        draft = request_draft(
+            self.clock.now,
+            statement,
             requester=requester,
-            requester_groups=("dba",),
-            source_address="10.1.2.3",
-            target="prod",
-            statement=statement,
             parameters=parameters,
-            fingerprint="fp-1",
-            grant_key=grant_key(requester, "prod", statement, parameters),
-            rule="prod-writes",
-            policy_reason="writes on production need a second pair of eyes",
-            reason="ticket OPS-42",
             approver_groups=approver_groups,
             min_approvals=min_approvals,
-            session_id="s-1",
-            expires_at=self.clock.now + timedelta(hours=1),
         )
         return self.store.create(draft, self.clock.now)
 
@@ -416,13 +383,7 @@ class TestVoting:
 class TestOpenApi:
     def test_every_mounted_route_is_described_and_nothing_else(self, api: Api) -> None:
         document = api.client.get("/openapi.json").json()
-        mounted: dict[str, set[str]] = {}
-        for route in api.app.routes:
-            assert isinstance(route, Route)
-            methods = {m.lower() for m in route.methods or ()} - {"head"}
-            mounted.setdefault(route.path_format, set()).update(methods)
-        described = {path: set(item) for path, item in document["paths"].items()}
-        assert described == mounted
+        described = described_routes(api.app, document)
         for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/login"):
             assert path in described
 
@@ -450,35 +411,6 @@ class TestOpenApi:
     def test_approvals_and_auth_come_together(self, api: Api) -> None:
         with pytest.raises(ValueError):
             build_admin_app(Ready(), approvals=api.service)
-
-
-def check_openapi(document: dict[str, Any]) -> None:
-    """What openapi-spec-validator would check first: the shape, operations, refs, security."""
-    assert document["openapi"] == "3.1.0"
-    assert document["info"]["title"] and document["info"]["version"]
-    schemes = document["components"]["securitySchemes"]
-    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
-    schemas = document["components"]["schemas"]
-    operation_ids: list[str] = []
-    for path, item in document["paths"].items():
-        assert path.startswith("/")
-        declared = set(re.findall(r"{(\w+)}", path))
-        for method, operation in item.items():
-            assert method in {"get", "post", "put", "patch", "delete"}
-            operation_ids.append(operation["operationId"])
-            assert operation["responses"], f"{method} {path}"
-            for status, response in operation["responses"].items():
-                assert re.fullmatch(r"[1-5][0-9][0-9]", status)
-                assert response["description"]
-            in_path = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
-            assert in_path == declared, f"{method} {path}"
-            for requirement in operation.get("security", []):
-                assert set(requirement) <= set(schemes)
-    assert len(operation_ids) == len(set(operation_ids))
-    text = json.dumps(document)
-    for ref in re.findall(r'"\$ref": "([^"]+)"', text):
-        prefix = "#/components/schemas/"
-        assert ref.startswith(prefix) and ref[len(prefix) :] in schemas, ref
 
 
 class TestPage:

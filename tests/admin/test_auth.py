@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from admin.harness import SECRET, password_user
 from bastion.admin.auth import (
     TOKEN_PREFIX,
     ApiAuthenticator,
@@ -24,13 +25,11 @@ from bastion.approvals.service import ApprovalService, ApprovalSettings, token_d
 from bastion.approvals.sqlite_store import SQLiteApprovalStore
 from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
-from bastion.identity.records import OidcIssuer, UserRecord
-from bastion.identity.scram import make_verifier
+from bastion.identity.records import OidcIssuer
 from identity.tokens import AUDIENCE, ISSUER, SigningKeyPair, claims, jwks, write_jwks
 
-SECRET = b"s" * 32
-ALICE = UserRecord(name="alice", groups=("dba",), scram=make_verifier("alice-pw"))
-BOB = UserRecord(name="bob", groups=("analysts",), scram=make_verifier("bob-pw"))
+ALICE = password_user("alice", "dba")
+BOB = password_user("bob", "analysts")
 
 
 class Clock:

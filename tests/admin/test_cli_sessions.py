@@ -4,39 +4,26 @@ stand-in (tests/integration/test_sessions.py ends real ones)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from admin.test_sessions_api import FakeSessions, summary
+from admin.harness import SECRET, FakeSessions, Ready, password_user, summary
+from admin.served import Cli, ServedAdmin
 from bastion.admin.api import build_admin_app
 from bastion.admin.auth import ApiAuthenticator
-from bastion.admin.server import AdminServer
 from bastion.approvals.service import ApprovalService, ApprovalSettings
 from bastion.approvals.sqlite_store import SQLiteApprovalStore
-from bastion.cli.main import main
 from bastion.cli.sessions import age
 from bastion.identity.directory import IdentityDirectory
-from bastion.identity.records import UserRecord
-from bastion.identity.scram import make_verifier
 
-SECRET = b"s" * 32
-USERS = [
-    UserRecord(name="olga", groups=("admin",), scram=make_verifier("olga-pw")),
-    UserRecord(name="carol", groups=("analysts",), scram=make_verifier("carol-pw")),
-]
-
-
-class Ready:
-    accepting = True
+USERS = [password_user("olga", "admin"), password_user("carol", "analysts")]
 
 
 class RunningAdmin:
-    """The admin app with sessions mounted, served by AdminServer on a loop in a thread."""
+    """The admin app with sessions mounted, served over HTTP, and what it recorded."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.store = SQLiteApprovalStore(tmp_path / "state.db")
@@ -62,58 +49,33 @@ class RunningAdmin:
             sessions=self.sessions,
             record_admin=lambda action, payload: self.recorded.append((action, payload)),
         )
-        self._started = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(app),), daemon=True)
-        self._thread.start()
-        assert self._started.wait(10), "the admin server did not start"
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    async def _serve(self, app: object) -> None:
-        server = AdminServer(app, "127.0.0.1", 0)  # type: ignore[arg-type]
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        await server.start()
-        self.port = server.port
-        self._started.set()
-        await self._stop.wait()
-        await server.stop()
+        self.served = ServedAdmin(app)
 
     def close(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        self.served.close()
         self.store.close()
 
 
 @pytest.fixture
-def admin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningAdmin]:
+def admin(tmp_path: Path, cli: Cli) -> Iterator[RunningAdmin]:
     running = RunningAdmin(tmp_path)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("BASTION_ADMIN_URL", running.url)
-    for name in ("BASTION_TOKEN", "BASTION_PASSWORD", "BASTION_USER"):
-        monkeypatch.delenv(name, raising=False)
+    cli.use(running.served.url)
     yield running
     running.close()
 
 
-def login(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], user: str) -> None:
-    monkeypatch.setenv("BASTION_PASSWORD", f"{user}-pw")
-    assert main(["login", user]) == 0
-    capsys.readouterr()
+@pytest.fixture
+def olga(admin: RunningAdmin, cli: Cli) -> Cli:
+    """The command line, logged in as an operator."""
+    assert cli.login("olga").code == 0
+    return cli
 
 
 class TestList:
-    def test_a_table_of_the_sessions(
-        self,
-        admin: RunningAdmin,
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        login(monkeypatch, capsys, "olga")
-        assert main(["sessions", "list"]) == 0
-        header, older, newer = capsys.readouterr().out.splitlines()
+    def test_a_table_of_the_sessions(self, olga: Cli) -> None:
+        listed = olga("sessions", "list")
+        assert listed.code == 0
+        header, older, newer = listed.out.splitlines()
         assert header.split() == [
             "ID",
             "USER",
@@ -137,104 +99,68 @@ class TestList:
         assert newer.index("shop") == header.index("TARGET")
         assert older.index("agent7") == header.index("USER")
 
-    def test_json(
-        self,
-        admin: RunningAdmin,
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        login(monkeypatch, capsys, "olga")
-        assert main(["sessions", "list", "--json"]) == 0
-        listed = json.loads(capsys.readouterr().out)
-        ids = [s["session_id"] for s in listed["sessions"]]
+    def test_json(self, olga: Cli) -> None:
+        listed = olga("sessions", "list", "--json")
+        assert listed.code == 0
+        document = json.loads(listed.out)
+        ids = [s["session_id"] for s in document["sessions"]]
         assert ids == ["0f0f0f0f0f0f", "a1b2c3d4e5f6"]
-        assert listed["sessions"][0]["application_name"] == "\x1b[2Jreport\u202egnp.exe"
+        assert document["sessions"][0]["application_name"] == "\x1b[2Jreport\u202egnp.exe"
 
-    def test_no_sessions(
-        self,
-        admin: RunningAdmin,
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
+    def test_no_sessions(self, admin: RunningAdmin, olga: Cli) -> None:
         admin.sessions.live.clear()
-        login(monkeypatch, capsys, "olga")
-        assert main(["sessions", "list"]) == 0
-        assert capsys.readouterr().out == "no client sessions\n"
+        listed = olga("sessions", "list")
+        assert listed.code == 0
+        assert listed.out == "no client sessions\n"
 
-    def test_a_non_operator_is_told_which_groups_may(
-        self,
-        admin: RunningAdmin,
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        login(monkeypatch, capsys, "carol")
-        assert main(["sessions", "list"]) == 1
-        err = capsys.readouterr().err
-        assert err.startswith("bastion sessions list: ") and "(admin," in err
+    def test_a_non_operator_is_told_which_groups_may(self, admin: RunningAdmin, cli: Cli) -> None:
+        assert cli.login("carol").code == 0
+        listed = cli("sessions", "list")
+        assert listed.code == 1
+        assert listed.err.startswith("bastion sessions list: ") and "(admin," in listed.err
 
-    def test_not_logged_in(self, admin: RunningAdmin, capsys: pytest.CaptureFixture[str]) -> None:
-        assert main(["sessions", "list"]) == 1
-        assert "not logged in" in capsys.readouterr().err
+    def test_not_logged_in(self, admin: RunningAdmin, cli: Cli) -> None:
+        listed = cli("sessions", "list")
+        assert listed.code == 1
+        assert "not logged in" in listed.err
 
 
 class TestKill:
-    def test_kill_ends_the_session_with_the_reason(
-        self,
-        admin: RunningAdmin,
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        login(monkeypatch, capsys, "olga")
-        code = main(["sessions", "kill", "a1b2c3d4e5f6", "--reason", "holding locks, OPS-9"])
-        assert code == 0
-        out = capsys.readouterr().out
-        assert out == "ended session a1b2c3d4e5f6 of carol on shop from 10.1.2.3\n"
+    def test_kill_ends_the_session_with_the_reason(self, admin: RunningAdmin, olga: Cli) -> None:
+        killed = olga("sessions", "kill", "a1b2c3d4e5f6", "--reason", "holding locks, OPS-9")
+        assert killed.code == 0
+        assert killed.out == "ended session a1b2c3d4e5f6 of carol on shop from 10.1.2.3\n"
         assert admin.sessions.ended == [("a1b2c3d4e5f6", "holding locks, OPS-9")]
         assert admin.recorded[-1][0] == "session_terminated"
         assert admin.recorded[-1][1]["actor"] == "olga"
 
-    def test_an_unknown_session(
-        self,
-        admin: RunningAdmin,
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        login(monkeypatch, capsys, "olga")
-        assert main(["sessions", "kill", "ffffffffffff", "--reason", "x"]) == 1
-        assert "there is no" in capsys.readouterr().err
+    def test_an_unknown_session(self, admin: RunningAdmin, olga: Cli) -> None:
+        killed = olga("sessions", "kill", "ffffffffffff", "--reason", "x")
+        assert killed.code == 1
+        assert "there is no" in killed.err
         assert admin.sessions.ended == []
 
-    def test_a_non_operator_cannot_kill(
-        self,
-        admin: RunningAdmin,
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        login(monkeypatch, capsys, "carol")
-        assert main(["sessions", "kill", "a1b2c3d4e5f6", "--reason", "mine"]) == 1
-        assert "operator groups" in capsys.readouterr().err
+    def test_a_non_operator_cannot_kill(self, admin: RunningAdmin, cli: Cli) -> None:
+        assert cli.login("carol").code == 0
+        killed = cli("sessions", "kill", "a1b2c3d4e5f6", "--reason", "mine")
+        assert killed.code == 1
+        assert "operator groups" in killed.err
         assert admin.sessions.ended == []
 
     @pytest.mark.parametrize(
-        "argv",
-        [
-            ["sessions", "kill", "a1b2c3d4e5f6"],
-            ["sessions", "kill", "a1b2c3d4e5f6", "--reason", " "],
-            ["sessions", "kill", "a1b2c3d4e5f6", "--reason", "x" * 201],
-        ],
+        "reason",
+        [[], ["--reason", " "], ["--reason", "x" * 201]],
     )
-    def test_a_reason_is_required(
-        self, admin: RunningAdmin, argv: list[str], capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        with pytest.raises(SystemExit) as exited:
-            main(argv)
-        assert exited.value.code == 2
-        assert "--reason" in capsys.readouterr().err
+    def test_a_reason_is_required(self, admin: RunningAdmin, cli: Cli, reason: list[str]) -> None:
+        killed = cli("sessions", "kill", "a1b2c3d4e5f6", *reason)
+        assert killed.code == 2
+        assert "--reason" in killed.err
         assert admin.sessions.ended == []
 
-    def test_without_a_subcommand_usage(self, capsys: pytest.CaptureFixture[str]) -> None:
-        assert main(["sessions"]) == 2
-        assert "kill" in capsys.readouterr().err
+    def test_without_a_subcommand_usage(self, cli: Cli) -> None:
+        usage = cli("sessions")
+        assert usage.code == 2
+        assert "kill" in usage.err
 
 
 @pytest.mark.parametrize(

@@ -5,78 +5,43 @@ tests/integration/test_sessions.py."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.routing import Route
 
-from admin.test_approvals_api import Client, Ready, check_openapi
+from admin.harness import (
+    SECRET,
+    Client,
+    FakeSessions,
+    Ready,
+    check_openapi,
+    described_routes,
+    password_user,
+    request_draft,
+    summary,
+)
 from bastion.admin.api import build_admin_app
 from bastion.admin.auth import ApiAuthenticator
 from bastion.admin.sessions_api import MAX_REASON_LENGTH
-from bastion.approvals.model import RequestDraft, grant_key
 from bastion.approvals.service import ApprovalService, ApprovalSettings
 from bastion.approvals.sqlite_store import SQLiteApprovalStore
 from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
-from bastion.identity.records import UserRecord
-from bastion.identity.scram import make_verifier
 from bastion.observability.metrics import BastionMetrics
-from bastion.pipeline.events import SessionSummary
 
-SECRET = b"s" * 32
 USERS = [
-    UserRecord(name="olga", groups=("admin",), scram=make_verifier("olga-pw")),
-    UserRecord(name="bob", groups=("dba", "oncall"), scram=make_verifier("bob-pw")),
-    UserRecord(name="carol", groups=("analysts",), scram=make_verifier("carol-pw")),
+    password_user("olga", "admin"),
+    password_user("bob", "dba", "oncall"),
+    password_user("carol", "analysts"),
 ]
 ROUTES = [
     ("GET", "/v1/sessions", None),
     ("GET", "/v1/sessions/a1b2c3d4e5f6", None),
     ("POST", "/v1/sessions/a1b2c3d4e5f6/terminate", {"reason": "maintenance"}),
 ]
-
-
-def summary(session_id: str, *, age: float, **overrides: Any) -> SessionSummary:
-    fields: dict[str, Any] = {
-        "session_id": session_id,
-        "user": "carol",
-        "groups": ("analysts",),
-        "identity_kind": "human",
-        "source_ip": "10.1.2.3",
-        "source_port": 50123,
-        "target": "shop",
-        "upstream_role": "bastion_app",
-        "application_name": "psql",
-        "tls_version": "TLSv1.3",
-        "started_at": time.time() - age,
-        "statements": 4,
-        "transaction": "idle",
-        "waiting": "",
-        **overrides,
-    }
-    return SessionSummary(**fields)
-
-
-class FakeSessions:
-    """A SessionSource over fixed summaries; `terminate` removes one and remembers why."""
-
-    def __init__(self, *summaries: SessionSummary) -> None:
-        self.live = {s.session_id: s for s in summaries}
-        self.ended: list[tuple[str, str]] = []
-
-    def list(self) -> list[SessionSummary]:
-        return sorted(self.live.values(), key=lambda s: s.started_at)
-
-    def terminate(self, session_id: str, reason: str) -> SessionSummary | None:
-        found = self.live.pop(session_id, None)
-        if found is not None:
-            self.ended.append((session_id, reason))
-        return found
 
 
 class Api:
@@ -313,23 +278,7 @@ class TestRecords:
 
     def test_votes_are_left_to_the_approval_record(self, api: Api) -> None:
         now = datetime.now(UTC)
-        draft = RequestDraft(
-            requester="carol",
-            requester_groups=("analysts",),
-            source_address="10.1.2.3",
-            target="shop",
-            statement="DELETE FROM t",
-            parameters=(),
-            fingerprint="fp",
-            grant_key=grant_key("carol", "shop", "DELETE FROM t", ()),
-            rule="deletes",
-            policy_reason="deletes need approval",
-            reason="",
-            approver_groups=("dba",),
-            min_approvals=1,
-            session_id="a1b2c3d4e5f6",
-            expires_at=now + timedelta(hours=1),
-        )
+        draft = request_draft(now, "DELETE FROM t", requester="carol", parameters=())
         request = api.store.create(draft, now)
         voted = api.client.post(f"/v1/approvals/{request.id}/approve", headers=api.as_user("bob"))
         assert voted.status_code == 200
@@ -339,13 +288,7 @@ class TestRecords:
 class TestOpenApi:
     def test_every_mounted_route_is_described_and_nothing_else(self, api: Api) -> None:
         document = api.client.get("/openapi.json").json()
-        mounted: dict[str, set[str]] = {}
-        for route in api.app.routes:
-            assert isinstance(route, Route)
-            methods = {m.lower() for m in route.methods or ()} - {"head"}
-            mounted.setdefault(route.path_format, set()).update(methods)
-        described = {path: set(item) for path, item in document["paths"].items()}
-        assert described == mounted
+        described = described_routes(api.app, document)
         assert described["/v1/sessions/{id}/terminate"] == {"post"}
         check_openapi(document)
         body = document["components"]["schemas"]["TerminateBody"]

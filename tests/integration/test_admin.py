@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -87,3 +89,49 @@ def test_metrics_count_what_happened(
     assert after['bastion_sessions_total{outcome="refused",target="shop"}'] >= 1
     assert after['bastion_statement_duration_seconds_count{target="shop"}'] >= 5
     assert "bastion_audit_queue_depth" in after
+
+
+def test_a_scrape_during_load_shows_consistent_counters(
+    tmp_path: Path, postgres_endpoint: PostgresEndpoint, shop_db: tuple[str, SampleSummary]
+) -> None:
+    proc = BastionProcess(
+        workdir=tmp_path,
+        targets=[shop_target(postgres_endpoint, shop_db[0])],
+        env=upstream_env(postgres_endpoint),
+        admin_port=0,
+        extra={"audit": {"enabled": True}},
+    ).start()
+    clients, per_client = 4, 150
+    selects = 'bastion_statements_total{decision="allow",kind="select",outcome="ok",target="shop"}'
+    scrapes: list[dict[str, float]] = []
+    try:
+        assert proc.admin_port
+
+        def work() -> None:
+            with psycopg.connect(proc.dsn(), autocommit=True) as conn:
+                for n in range(per_client):
+                    conn.execute("SELECT %s::int", (n,))
+
+        threads = [threading.Thread(target=work) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            scrapes.append(_scrape(proc.admin_port))
+            time.sleep(0.02)
+        for thread in threads:
+            thread.join()
+        final = _scrape(proc.admin_port)
+    finally:
+        assert proc.stop() == 0
+    assert len(scrapes) >= 3
+    series = [s.get(selects, 0.0) for s in [*scrapes, final]]
+    assert series == sorted(series), "a counter went backwards between scrapes"
+    assert final[selects] == clients * per_client
+    # Every statement counted is in the latency histograms too, and no scrape saw a histogram
+    # count above the statement counter it belongs to.
+    upstream = 'bastion_upstream_duration_seconds_count{target="shop"}'
+    assert final[upstream] == final[selects]
+    for scrape in scrapes:
+        assert scrape.get(upstream, 0.0) <= scrape.get(selects, 0.0) + clients
+    assert 0 <= final["bastion_audit_queue_depth"] <= clients * per_client
+    assert final["bastion_sessions_active"] == 0

@@ -16,15 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 from bastion.approvals.model import ApprovalRequest, ApprovalState, Approver, Verdict
 from bastion.approvals.sqlite_store import SQLiteApprovalStore
 from bastion.demo.sample import SampleSummary
+from support.asyncpg_client import asyncpg_connect
 from support.bastion import DEFAULT_USERS, BastionProcess, free_port, running_bastion
 from support.bastion import TestUser as User
 from support.servers import PostgresEndpoint
@@ -391,15 +390,7 @@ def test_asyncpg_prepared_statement_waits_for_approval(
     gated: BastionProcess, store: SQLiteApprovalStore, victim: str, direct_dsn: str
 ) -> None:
     async def run() -> str:
-        params = conninfo_to_dict(gated.dsn("dana", "dana-secret-1"))
-        conn = await asyncpg.connect(
-            host=params["host"],
-            port=int(params["port"]),
-            user=params["user"],
-            password=params["password"],
-            database=params["dbname"],
-            ssl=False,
-        )
+        conn = await asyncpg_connect(gated.dsn("dana", "dana-secret-1"))
         try:
             statement = await conn.prepare(f"DELETE FROM {victim} WHERE id = $1")
             await statement.fetchval(6)

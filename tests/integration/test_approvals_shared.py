@@ -5,10 +5,8 @@ and the webhook receiver gets signed notifications. Real servers, real clients, 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ import pytest
 
 from bastion.approvals.notify import verify_signature
 from bastion.demo.sample import SampleSummary
+from support.admin_api import admin_cli, admin_url, login
 from support.bastion import DEFAULT_USERS, BastionProcess, running_bastion
 from support.bastion import TestUser as User
 from support.servers import PostgresEndpoint, scratch_database
@@ -128,21 +127,11 @@ def victim(direct_dsn: str) -> Iterator[None]:
         conn.execute("DROP TABLE IF EXISTS shared_victim")
 
 
-def _api(proc: BastionProcess) -> str:
-    return f"http://127.0.0.1:{proc.admin_port}"
-
-
-def _login(proc: BastionProcess, user: str, password: str) -> dict[str, str]:
-    reply = httpx.post(f"{_api(proc)}/v1/login", json={"user": user, "password": password})
-    reply.raise_for_status()
-    return {"Authorization": f"Bearer {reply.json()['token']}"}
-
-
 def _pending_id(proc: BastionProcess, headers: dict[str, str], statement: str) -> int:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         reply = httpx.get(
-            f"{_api(proc)}/v1/approvals", params={"state": "pending"}, headers=headers
+            f"{admin_url(proc)}/v1/approvals", params={"state": "pending"}, headers=headers
         )
         reply.raise_for_status()
         body = reply.json()
@@ -178,17 +167,19 @@ def test_held_on_one_instance_approved_through_the_other(
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    omar = _login(other, "omar", "omar-secret-1")
+    omar = login(other, "omar", "omar-secret-1")
     request_id = _pending_id(other, omar, statement)
     # The requester cannot approve their own request; someone outside dba cannot either.
-    dana = _login(other, "dana", "dana-secret-1")
-    alice = _login(other, "alice", "alice-secret-1")
+    dana = login(other, "dana", "dana-secret-1")
+    alice = login(other, "alice", "alice-secret-1")
     for headers in (dana, alice):
-        refused = httpx.post(f"{_api(other)}/v1/approvals/{request_id}/approve", headers=headers)
+        refused = httpx.post(
+            f"{admin_url(other)}/v1/approvals/{request_id}/approve", headers=headers
+        )
         assert refused.status_code == 403
     assert thread.is_alive()
     approved = httpx.post(
-        f"{_api(other)}/v1/approvals/{request_id}/approve",
+        f"{admin_url(other)}/v1/approvals/{request_id}/approve",
         json={"comment": "ok from instance b"},
         headers=omar,
     )
@@ -233,24 +224,9 @@ def test_the_command_line_approves_through_the_other_instance(
         stderr=subprocess.PIPE,
         text=True,
     )
-    env = {
-        **os.environ,
-        "XDG_CONFIG_HOME": str(tmp_path),
-        "BASTION_ADMIN_URL": _api(other),
-        "BASTION_PASSWORD": "omar-secret-1",
-    }
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bastion.cli.main", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-
+    cli = admin_cli(other, tmp_path, "omar-secret-1")
     assert cli("login", "omar").returncode == 0
-    request_id = _pending_id(other, _login(other, "omar", "omar-secret-1"), statement)
+    request_id = _pending_id(other, login(other, "omar", "omar-secret-1"), statement)
     listed = cli("approvals", "list")
     assert listed.returncode == 0 and str(request_id) in listed.stdout
     shown = cli("approvals", "show", str(request_id))

@@ -71,3 +71,36 @@ def test_statements_are_recorded_and_the_chain_verifies(
     tampered = _audit(proc, "verify")
     assert tampered.returncode == 1
     assert "seq" in (tampered.stdout + tampered.stderr)
+
+
+def test_scrubbed_text_and_parameters_keep_literals_but_not_secrets(
+    tmp_path: Path, postgres_endpoint: PostgresEndpoint, shop_db: tuple[str, SampleSummary]
+) -> None:
+    proc = BastionProcess(
+        workdir=tmp_path,
+        targets=[shop_target(postgres_endpoint, shop_db[0])],
+        env=upstream_env(postgres_endpoint),
+        extra={"audit": {"enabled": True, "statement_text": "scrubbed", "parameters": True}},
+    ).start()
+    try:
+        with psycopg.connect(proc.dsn(), autocommit=True) as conn:
+            conn.execute(
+                "SELECT count(*) FROM customers WHERE city = 'Lisbon' "
+                "OR email = 'carol.secret@example.com'"
+            )
+            conn.execute(
+                "SELECT count(*) FROM customers WHERE id = %s OR email = %s",
+                (42, "dave.private@example.net"),
+            )
+        time.sleep(0.5)
+    finally:
+        assert proc.stop() == 0
+    found = _audit(proc, "search", "--table", "customers", "--json")
+    records = [json.loads(line) for line in found.stdout.splitlines() if line.strip()]
+    payloads = [r.get("payload", r) for r in records]
+    text = json.dumps(payloads)
+    assert "Lisbon" in text  # literals are kept...
+    assert "carol.secret@example.com" not in text  # ...but what the detectors find is not
+    assert "dave.private@example.net" not in text
+    with_params = [p for p in payloads if p.get("parameters")]
+    assert with_params and with_params[0]["parameters"][0] == "42"

@@ -8,12 +8,12 @@ import decimal
 import subprocess
 import uuid
 
-import asyncpg
 import psycopg
 import pytest
 import sqlalchemy as sa
 from psycopg.conninfo import conninfo_to_dict
 
+from support.asyncpg_client import asyncpg_connect
 from support.bastion import BastionProcess
 
 QUERIES = [
@@ -215,15 +215,7 @@ def test_backend_pid_is_the_servers(bastion: BastionProcess, direct_dsn: str) ->
 
 def test_asyncpg_prepared_binary_and_cursors(bastion: BastionProcess, direct_dsn: str) -> None:
     async def fetch_all(dsn: str) -> list[object]:
-        params = conninfo_to_dict(dsn)
-        conn = await asyncpg.connect(
-            host=params["host"],
-            port=int(params["port"]),
-            user=params["user"],
-            password=params.get("password"),
-            database=params["dbname"],
-            ssl=False,
-        )
+        conn = await asyncpg_connect(dsn)
         try:
             results: list[object] = []
             stmt = await conn.prepare(

@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 from bastion.demo.sample import SampleSummary
+from support.asyncpg_client import asyncpg_connect
 from support.bastion import BastionProcess, running_bastion
 from support.servers import PostgresEndpoint
 
@@ -123,15 +122,7 @@ def test_asyncpg_prepared_binary(
     summary = shop_db[1]
 
     async def fetch() -> list[Any]:
-        params = conninfo_to_dict(masked.dsn())
-        conn = await asyncpg.connect(
-            host=params["host"],
-            port=int(params["port"]),
-            user=params["user"],
-            password=params["password"],
-            database=params["dbname"],
-            ssl=False,
-        )
+        conn = await asyncpg_connect(masked.dsn())
         try:
             statement = await conn.prepare(
                 "SELECT id, email, ssn, card_number, birth_date, notes FROM customers "

@@ -3,6 +3,7 @@ the last valid policy when a new one is invalid."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from bastion.demo.sample import SampleSummary
 from support.bastion import BastionProcess
+from support.cli import audit_cli
 from support.servers import PostgresEndpoint
 
 from .conftest import shop_target, upstream_env
@@ -62,7 +64,7 @@ def test_policy_changes_apply_without_a_restart(
     proc = BastionProcess(
         workdir=tmp_path / "bastion",
         targets=[shop_target(postgres_endpoint, shop_db[0])],
-        extra={"policy": str(policy)},
+        extra={"policy": str(policy), "audit": {"enabled": True}},
         env=upstream_env(postgres_endpoint),
     ).start()
     try:
@@ -82,6 +84,17 @@ def test_policy_changes_apply_without_a_restart(
         assert _eventually(lambda: not _select_allowed(proc))
     finally:
         assert proc.stop() == 0
+    # Every reload attempt is in the audit record, with the file's digest when it took effect.
+    found = audit_cli(proc.data_dir, "search", "--kind", "admin", "--json")
+    reloads = [
+        r.get("payload", r)
+        for r in map(json.loads, found.stdout.splitlines())
+        if r.get("payload", r).get("action") == "policy_reload"
+    ]
+    outcomes = [r["outcome"] for r in reloads]
+    assert outcomes.count("ok") >= 2 and "failed" in outcomes, reloads
+    ok = next(r for r in reloads if r["outcome"] == "ok")
+    assert len(ok["sha256"]) == 64 and ok["version"] >= 2
 
 
 def _select_allowed(proc: BastionProcess) -> bool:

@@ -6,9 +6,6 @@ psycopg clients, real HTTP, the real `bastion` command."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +16,7 @@ import psycopg
 import pytest
 
 from bastion.demo.sample import SampleSummary
+from support.admin_api import admin_cli, admin_url, login
 from support.bastion import DEFAULT_USERS, BastionProcess, running_bastion
 from support.bastion import TestUser as User
 from support.servers import PostgresEndpoint
@@ -57,44 +55,19 @@ def victim(direct_dsn: str) -> Iterator[None]:
         conn.execute("DROP TABLE IF EXISTS sessions_victim")
 
 
-def _api(proc: BastionProcess) -> str:
-    return f"http://127.0.0.1:{proc.admin_port}"
-
-
-def _login(proc: BastionProcess, user: str, password: str) -> dict[str, str]:
-    reply = httpx.post(f"{_api(proc)}/v1/login", json={"user": user, "password": password})
-    reply.raise_for_status()
-    return {"Authorization": f"Bearer {reply.json()['token']}"}
-
-
 def _by_app(sessions: list[dict[str, Any]], application_name: str) -> dict[str, Any]:
     (found,) = [s for s in sessions if s["application_name"] == application_name]
     return found
 
 
 def _scrape(proc: BastionProcess) -> str:
-    return httpx.get(f"{_api(proc)}/metrics").text
+    return httpx.get(f"{admin_url(proc)}/metrics").text
 
 
 def test_operators_list_and_end_sessions(
     proc: BastionProcess, victim: None, direct_dsn: str, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        "XDG_CONFIG_HOME": str(tmp_path),
-        "BASTION_ADMIN_URL": _api(proc),
-        "BASTION_PASSWORD": "olga-secret-1",
-    }
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bastion.cli.main", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-
+    cli = admin_cli(proc, tmp_path, "olga-secret-1")
     doomed = psycopg.connect(proc.dsn("alice", application_name="it-doomed"))
     other = psycopg.connect(proc.dsn("agent7", application_name="it-other"), autocommit=True)
     try:
@@ -103,8 +76,8 @@ def test_operators_list_and_end_sessions(
         assert other.execute("SELECT 1").fetchone() == (1,)
 
         # Operators see both sessions, with who, where from and what state.
-        olga = _login(proc, "olga", "olga-secret-1")
-        reply = httpx.get(f"{_api(proc)}/v1/sessions", headers=olga)
+        olga = login(proc, "olga", "olga-secret-1")
+        reply = httpx.get(f"{admin_url(proc)}/v1/sessions", headers=olga)
         assert reply.status_code == 200, reply.text
         listed = reply.json()["sessions"]
         doomed_row = _by_app(listed, "it-doomed")
@@ -116,7 +89,7 @@ def test_operators_list_and_end_sessions(
         assert other_row["transaction"] == "idle"
         assert 0 <= doomed_row["age_seconds"] < 60
         session_id = doomed_row["session_id"]
-        shown = httpx.get(f"{_api(proc)}/v1/sessions/{session_id}", headers=olga)
+        shown = httpx.get(f"{admin_url(proc)}/v1/sessions/{session_id}", headers=olga)
         assert shown.status_code == 200 and shown.json()["application_name"] == "it-doomed"
 
         # The metrics count the sessions of each target.
@@ -135,10 +108,10 @@ def test_operators_list_and_end_sessions(
         }
 
         # Someone outside the operator groups may neither list nor end sessions.
-        alice = _login(proc, "alice", "alice-secret-1")
-        assert httpx.get(f"{_api(proc)}/v1/sessions", headers=alice).status_code == 403
+        alice = login(proc, "alice", "alice-secret-1")
+        assert httpx.get(f"{admin_url(proc)}/v1/sessions", headers=alice).status_code == 403
         refused = httpx.post(
-            f"{_api(proc)}/v1/sessions/{session_id}/terminate",
+            f"{admin_url(proc)}/v1/sessions/{session_id}/terminate",
             json={"reason": "mine"},
             headers=alice,
         )
@@ -168,12 +141,12 @@ def test_operators_list_and_end_sessions(
 
     # Both are gone from the list and from the gauge, and the ended one cannot be ended again.
     deadline = time.monotonic() + 5
-    while remaining := httpx.get(f"{_api(proc)}/v1/sessions", headers=olga).json()["sessions"]:
+    while remaining := httpx.get(f"{admin_url(proc)}/v1/sessions", headers=olga).json()["sessions"]:
         assert time.monotonic() < deadline, remaining
         time.sleep(0.05)
     assert "bastion_sessions_active_by_target{" not in _scrape(proc)
     again = httpx.post(
-        f"{_api(proc)}/v1/sessions/{session_id}/terminate", json={"reason": "x"}, headers=olga
+        f"{admin_url(proc)}/v1/sessions/{session_id}/terminate", json={"reason": "x"}, headers=olga
     )
     assert again.status_code == 404
     # The action is on the record, with who did it and why.

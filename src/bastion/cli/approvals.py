@@ -1,39 +1,34 @@
 """`bastion approvals`: list, show, approve and deny held statements through the admin API.
 
-Talks to a running Bastion (see `login.py` for the admin URL and the token) and only parses
-arguments and prints. Everything a requester wrote (statement, parameters, reasons, comments)
-is printed with control and direction-changing characters escaped, so a statement cannot
-rewrite the approver's terminal to look like another. Exit status: 0 on success, 1 when the API
-refuses or cannot be reached, 2 on usage errors.
+Talks to a running Bastion through `http.py` (the admin URL, the token, failures) and only
+parses arguments and prints. Everything a requester wrote (statement, parameters, reasons,
+comments) is printed through `visible`, control and direction-changing characters escaped, so a
+statement cannot rewrite the approver's terminal to look like another. Exit status: 0 on
+success, 1 when the API refuses or cannot be reached, 2 on usage errors.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import unicodedata
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from bastion.cli.common import EXIT_OK, EXIT_USAGE
-from bastion.cli.login import (
-    AdminClient,
-    ApiError,
-    add_admin_url_option,
-    add_token_option,
-    report,
-    resolve_admin_url,
-    resolve_token,
+from bastion.cli.http import (
+    Handler,
+    add_client_options,
+    call,
+    print_json,
+    print_table,
+    reporting,
+    visible,
 )
 
 STATES = ("pending", "approved", "denied", "expired", "withdrawn", "executed")
 STATEMENT_COLUMN = 60
 MAX_LIMIT = 500
 _PAST = {"approve": "approved", "deny": "denied"}
-
-_Handler = Callable[[argparse.Namespace], int]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,14 +52,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--limit", type=_limit, default=50, help=f"at most this many, 1 to {MAX_LIMIT} (50)"
     )
     listing.add_argument("--json", action="store_true", help="print the API's JSON")
-    _add_client_options(listing)
-    listing.set_defaults(func=_guard(run_list, "approvals list"))
+    add_client_options(listing)
+    listing.set_defaults(func=reporting(run_list, "approvals list"))
 
     show = commands.add_parser("show", help="print one request in full, with its votes")
     show.add_argument("id", type=int, metavar="ID")
     show.add_argument("--json", action="store_true", help="print the API's JSON")
-    _add_client_options(show)
-    show.set_defaults(func=_guard(run_show, "approvals show"))
+    add_client_options(show)
+    show.set_defaults(func=reporting(run_show, "approvals show"))
 
     for verdict, help_text in (
         ("approve", "approve a pending request"),
@@ -73,13 +68,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         vote = commands.add_parser(verdict, help=help_text)
         vote.add_argument("id", type=int, metavar="ID")
         vote.add_argument("--comment", default="", help="why; recorded with the vote")
-        _add_client_options(vote)
-        vote.set_defaults(func=_guard(run_vote, f"approvals {verdict}"), verdict=verdict)
-
-
-def _add_client_options(parser: argparse.ArgumentParser) -> None:
-    add_admin_url_option(parser)
-    add_token_option(parser)
+        add_client_options(vote)
+        vote.set_defaults(func=reporting(run_vote, f"approvals {verdict}"), verdict=verdict)
 
 
 # The commands.
@@ -87,13 +77,12 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     """`bastion approvals list [--state S] [--limit N] [--json]`."""
-    with _client(args) as client:
-        found = client.call(
-            "GET", "/v1/approvals", params={"state": args.state, "limit": str(args.limit)}
-        )
+    found = call(
+        args, "GET", "/v1/approvals", params={"state": args.state, "limit": str(args.limit)}
+    )
     requests: list[dict[str, Any]] = found.get("approvals", [])
     if args.json:
-        print(json.dumps(found, indent=2, ensure_ascii=False))
+        print_json(found)
         return EXIT_OK
     if not requests:
         print("no approval requests" if args.state == "all" else f"no {args.state} requests")
@@ -112,19 +101,15 @@ def run_list(args: argparse.Namespace) -> int:
         )
         for r in requests
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]).rstrip())
+    print_table(rows)
     return EXIT_OK
 
 
 def run_show(args: argparse.Namespace) -> int:
     """`bastion approvals show ID [--json]`."""
-    with _client(args) as client:
-        request = client.call("GET", f"/v1/approvals/{args.id}")
+    request = call(args, "GET", f"/v1/approvals/{args.id}")
     if args.json:
-        print(json.dumps(request, indent=2, ensure_ascii=False))
+        print_json(request)
     else:
         print(describe(request))
     return EXIT_OK
@@ -132,10 +117,9 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_vote(args: argparse.Namespace) -> int:
     """`bastion approvals approve|deny ID [--comment TEXT]`."""
-    with _client(args) as client:
-        request = client.call(
-            "POST", f"/v1/approvals/{args.id}/{args.verdict}", body={"comment": args.comment}
-        )
+    request = call(
+        args, "POST", f"/v1/approvals/{args.id}/{args.verdict}", body={"comment": args.comment}
+    )
     print(_outcome(args.verdict, request))
     return EXIT_OK
 
@@ -180,18 +164,6 @@ def describe(request: dict[str, Any]) -> str:
         verdict = _PAST.get(vote["verdict"], vote["verdict"])
         lines.append(f"  {_time(vote['at'])}  {visible(vote['approver'])} {verdict}{comment}")
     return "\n".join(lines)
-
-
-def visible(text: str, *, keep_newlines: bool = False) -> str:
-    """`text` with control and format characters (ANSI escapes, carriage returns, bidi
-    overrides, zero-width characters) shown as escapes instead of acting on the terminal."""
-    kept = "\n\t" if keep_newlines else ""
-    return "".join(
-        char
-        if char in kept or unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp")
-        else f"\\u{ord(char):04x}"
-        for char in text
-    )
 
 
 def _outcome(verdict: str, request: dict[str, Any]) -> str:
@@ -246,22 +218,7 @@ def _limit(value: str) -> int:
     return int(value)
 
 
-def _client(args: argparse.Namespace) -> AdminClient:
-    admin_url = resolve_admin_url(args.admin_url)
-    return AdminClient(admin_url, resolve_token(args.token, admin_url))
-
-
-def _guard(handler: _Handler, command: str) -> _Handler:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except ApiError as exc:
-            return report(exc, command)
-
-    return run
-
-
-def _usage(parser: argparse.ArgumentParser) -> _Handler:
+def _usage(parser: argparse.ArgumentParser) -> Handler:
     def run(_args: argparse.Namespace) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -1,38 +1,33 @@
 """`bastion sessions`: list the client sessions of a running Bastion, and end one.
 
-Talks to the admin API (see `login.py` for the admin URL and the token); the caller must be in
-one of `listeners.admin.operator_groups`. This module only parses arguments and prints. Whatever
-a client chose (user name, application name) is printed with control characters escaped, as
-`bastion approvals` does, so it cannot rewrite the operator's terminal. Exit status: 0 on
-success, 1 when the API refuses or cannot be reached, 2 on usage errors.
+Talks to the admin API through `http.py` (the admin URL, the token, failures); the caller must
+be in one of `listeners.admin.operator_groups`. This module only parses arguments and prints.
+Whatever a client chose (user name, application name) is printed through `visible`, control
+characters escaped, so it cannot rewrite the operator's terminal. Exit status: 0 on success, 1
+when the API refuses or cannot be reached, 2 on usage errors.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from bastion.cli.approvals import visible
 from bastion.cli.common import EXIT_OK, EXIT_USAGE
-from bastion.cli.login import (
-    AdminClient,
-    ApiError,
-    add_admin_url_option,
-    add_token_option,
-    report,
-    resolve_admin_url,
-    resolve_token,
+from bastion.cli.http import (
+    Handler,
+    add_client_options,
+    call,
+    print_json,
+    print_table,
+    reporting,
+    visible,
 )
 
 APP_COLUMN = 24
 MAX_REASON_LENGTH = 200
-
-_Handler = Callable[[argparse.Namespace], int]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     listing = commands.add_parser("list", help="list the sessions open now, oldest first")
     listing.add_argument("--json", action="store_true", help="print the API's JSON")
-    _add_client_options(listing)
-    listing.set_defaults(func=_guard(run_list, "sessions list"))
+    add_client_options(listing)
+    listing.set_defaults(func=reporting(run_list, "sessions list"))
 
     kill = commands.add_parser(
         "kill",
@@ -65,13 +60,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_reason,
         help=f"why, 1 to {MAX_REASON_LENGTH} characters; the client and the record see it",
     )
-    _add_client_options(kill)
-    kill.set_defaults(func=_guard(run_kill, "sessions kill"))
-
-
-def _add_client_options(parser: argparse.ArgumentParser) -> None:
-    add_admin_url_option(parser)
-    add_token_option(parser)
+    add_client_options(kill)
+    kill.set_defaults(func=reporting(run_kill, "sessions kill"))
 
 
 # The commands.
@@ -79,10 +69,9 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     """`bastion sessions list [--json]`."""
-    with _client(args) as client:
-        found = client.call("GET", "/v1/sessions")
+    found = call(args, "GET", "/v1/sessions")
     if args.json:
-        print(json.dumps(found, indent=2, ensure_ascii=False))
+        print_json(found)
         return EXIT_OK
     sessions: list[dict[str, Any]] = found.get("sessions", [])
     if not sessions:
@@ -101,20 +90,14 @@ def run_list(args: argparse.Namespace) -> int:
         "TRANSACTION",
         "WAITING",
     )
-    rows = [header, *(_row(session) for session in sessions)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]).rstrip())
+    print_table([header, *(_row(session) for session in sessions)])
     return EXIT_OK
 
 
 def run_kill(args: argparse.Namespace) -> int:
     """`bastion sessions kill ID --reason TEXT`."""
-    with _client(args) as client:
-        ended = client.call(
-            "POST", f"/v1/sessions/{_path_segment(args.id)}/terminate", body={"reason": args.reason}
-        )
+    path = f"/v1/sessions/{_path_segment(args.id)}/terminate"
+    ended = call(args, "POST", path, body={"reason": args.reason})
     print(
         f"ended session {visible(ended['session_id'])} of {visible(ended['user'])} "
         f"on {visible(ended['target'])} from {visible(ended['source_ip'])}"
@@ -181,22 +164,7 @@ def _path_segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _client(args: argparse.Namespace) -> AdminClient:
-    admin_url = resolve_admin_url(args.admin_url)
-    return AdminClient(admin_url, resolve_token(args.token, admin_url))
-
-
-def _guard(handler: _Handler, command: str) -> _Handler:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except ApiError as exc:
-            return report(exc, command)
-
-    return run
-
-
-def _usage(parser: argparse.ArgumentParser) -> _Handler:
+def _usage(parser: argparse.ArgumentParser) -> Handler:
     def run(_args: argparse.Namespace) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

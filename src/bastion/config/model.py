@@ -440,6 +440,17 @@ class Audit(BaseModel):
         "or error) reaches the client only after its record is stored; records of all "
         "sessions share commits.",
     )
+    statement_text: Literal["normalized", "scrubbed"] = Field(
+        default="normalized",
+        description="normalized: statement text with every literal replaced by a placeholder "
+        "($1, $2...). scrubbed: the text as the client sent it, with what the masking "
+        "detectors find in it (emails, card numbers, keys...) masked.",
+    )
+    parameters: bool = Field(
+        default=False,
+        description="Also keep bind parameters (extended protocol), each passed through the "
+        "masking detectors first.",
+    )
     queue_size: int = Field(
         default=10000,
         ge=1,

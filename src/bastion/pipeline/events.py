@@ -40,7 +40,7 @@ class StatementEvent:
     target: str
     protocol: str  # "simple", "extended" or "function"
     kind: str
-    statement: str  # normalized: literals replaced by placeholders
+    statement: str  # normalized (literals replaced), or scrubbed (detected values masked)
     fingerprint: str
     decision: str
     rule: str
@@ -54,6 +54,7 @@ class StatementEvent:
     tables_written: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()  # columns named, `schema.table.column` when certain
     masked_cells: Mapping[str, int] | None = None  # cells masked in its result, per class
+    parameters: tuple[str | None, ...] = ()  # bind parameters, scrubbed (audit.parameters)
     approval_id: int | None = None  # the approval request that let it run (or refused it)
 
 

@@ -9,6 +9,7 @@ module does no event-loop work itself: the caller passes the sleep function (asy
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -57,6 +58,8 @@ class PolicyHolder:
         self._cache_size = cache_size
         self._seen = file_stamp(path)
         self.last_error: str | None = None
+        # Told about every reload attempt ("policy_reload", {...}): the audit record keeps them.
+        self.on_reload: Callable[[str, dict[str, object]], None] | None = None
         self._engine = PolicyEngine(
             load_policy(path), version=1, clock=clock, cache_size=cache_size
         )
@@ -101,6 +104,7 @@ class PolicyHolder:
             "policy reloaded",
             extra={"fields": {"policy": str(self.path), "policy_version": engine.version}},
         )
+        self._tell("ok", version=engine.version, sha256=_digest(self.path))
         return True
 
     def reload_if_changed(self) -> bool:
@@ -109,8 +113,19 @@ class PolicyHolder:
             return False
         return self.reload()
 
+    def _tell(self, outcome: str, **fields: object) -> None:
+        if self.on_reload is None:
+            return
+        try:
+            self.on_reload(
+                "policy_reload", {"policy": str(self.path), "outcome": outcome, **fields}
+            )
+        except Exception:
+            log.exception("recording a policy reload failed")
+
     def _failed(self, message: str) -> bool:
         self.last_error = message
+        self._tell("failed", version=self._engine.version, error=message)
         log.error(
             "policy reload failed; keeping the policy in force",
             extra={
@@ -122,6 +137,14 @@ class PolicyHolder:
             },
         )
         return False
+
+
+def _digest(path: Path) -> str:
+    """The SHA-256 of the policy file as loaded, so the record says exactly which one."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 async def watch_policy(

@@ -17,6 +17,7 @@ from bastion.identity.ratelimit import AuthRateLimiter
 from bastion.pipeline.stages import Analyzer, AuditSink, Decider, MaskPlanner
 from bastion.session.audit_room import AuditRoom
 from bastion.session.cancel import CancelRegistry
+from bastion.session.pg_relay import Recording
 from bastion.session.registry import SessionRegistry
 from bastion.targets.runtime import TargetRuntime
 
@@ -53,6 +54,7 @@ class Gateway:
     cancel: CancelRegistry = field(default_factory=CancelRegistry)
     sessions: SessionRegistry = field(default_factory=SessionRegistry)
     approvals: ApprovalService | None = None  # None: statements needing approval are refused
+    recording: Recording | None = None  # statement records beyond the normalized text
     masking: MaskPlanner | None = None  # None: results pass unmasked (masking switched off)
     audit_room: AuditRoom | None = None  # None: a full audit record refuses statements at once
     active_sessions: int = 0

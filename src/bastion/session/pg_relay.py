@@ -141,6 +141,7 @@ class _Pending:
     portal: str | None = None  # Execute: the portal it runs
     describe_kind: str = ""  # Describe: "S" or "P", when masking tracks its answer
     shape_for: _Pending | None = None  # a Describe Bastion sent for this Execute
+    params: tuple[str | None, ...] = ()  # Execute: its portal's parameters, when recorded
 
 
 # Requests whose replies carry no per-request state share one immutable-in-practice entry:
@@ -162,6 +163,16 @@ class _Prepared:
     param_types: tuple[int, ...] = ()
     approval_id: int | None = None
     decide_seconds: float = 0.0  # the analysis and decision at Parse, reported once
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """What statement records keep beyond the normalized text (audit.statement_text,
+    audit.parameters); `scrub` masks what the detectors find in a text."""
+
+    full_text: bool
+    parameters: bool
+    scrub: Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +262,10 @@ class RelayMachine:
         *,
         read_only: bool = False,
         masker: MaskPlanner | None = None,
+        recording: Recording | None = None,
     ) -> None:
         self.context = context
+        self._recording = recording
         self._masking = ResultMasking(masker, context) if masker is not None else None
         self.read_only = read_only
         self._analyzer = analyzer
@@ -382,7 +395,10 @@ class RelayMachine:
                 )
             else:
                 self._prepared[parse.statement] = _Prepared(
-                    infos, decision, decide_seconds=time.perf_counter() - now
+                    infos,
+                    decision,
+                    param_types=parse.param_types if self._records_parameters else (),
+                    decide_seconds=time.perf_counter() - now,
                 )
             self._pending.append(_PARSE)
         elif type_byte == F_BIND:
@@ -393,10 +409,15 @@ class RelayMachine:
                 portal_name, statement_name = frontend.decode_bind_names(body)
             prepared = self._prepared.get(statement_name)
             if prepared is not None:
-                if isinstance(prepared.decision, RequireApproval):
+                if isinstance(prepared.decision, RequireApproval) or self._records_parameters:
                     params = render_params(frontend.decode_bind(body), prepared.param_types)
                     prepared = _Prepared(
-                        prepared.statements, prepared.decision, prepared.text, params
+                        prepared.statements,
+                        prepared.decision,
+                        prepared.text,
+                        params,
+                        prepared.param_types,
+                        decide_seconds=prepared.decide_seconds,
                     )
                 self._portals[portal_name] = prepared
             else:
@@ -420,6 +441,7 @@ class RelayMachine:
                 entry.statements, entry.decision = portal.statements, portal.decision
                 entry.approval_id = portal.approval_id
                 entry.decide_seconds, portal.decide_seconds = portal.decide_seconds, 0.0
+                entry.params = portal.params
                 if isinstance(portal.decision, Allow):
                     entry.max_rows = portal.decision.obligations.max_rows
             if self._masking is not None:
@@ -515,9 +537,15 @@ class RelayMachine:
             info = target.statements[0] if target.statements else None
             target.mask_plan = masking.for_execute(head.statement_name, info)
 
+    @property
+    def _records_parameters(self) -> bool:
+        return self._recording is not None and self._recording.parameters
+
     def _needs_types(self, name: str) -> bool:
         prepared = self._prepared.get(name)
-        return prepared is not None and isinstance(prepared.decision, RequireApproval)
+        return prepared is not None and (
+            isinstance(prepared.decision, RequireApproval) or self._records_parameters
+        )
 
     def _learn_types(self, name: str, body: memoryview) -> None:
         prepared = self._prepared.get(name)
@@ -778,13 +806,21 @@ class RelayMachine:
             return
         decision = entry.decision
         ctx = self.context
+        statement = info.normalized if info else ""
+        params: tuple[str | None, ...] = ()
+        recording = self._recording
+        if recording is not None:
+            if recording.full_text and info is not None:
+                statement = recording.scrub(info.text)
+            if recording.parameters:
+                params = tuple(p if p is None else recording.scrub(p) for p in entry.params)
         event = StatementEvent(
             session_id=ctx.session_id,
             user=ctx.identity.name,
             target=ctx.target,
             protocol=entry.protocol,
             kind=info.kind if info else "unknown",
-            statement=info.normalized if info else "",
+            statement=statement,
             fingerprint=info.fingerprint if info else "",
             decision=_decision_name(decision),
             rule=decision.rule,
@@ -798,6 +834,7 @@ class RelayMachine:
             tables_written=_written(info),
             columns=_columns(info),
             masked_cells=masked_counts(plan),
+            parameters=params,
             approval_id=entry.approval_id,
         )
         if self._durable_sink is not None and self.on_durable is not None:

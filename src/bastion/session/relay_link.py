@@ -82,6 +82,7 @@ class RelayLink:
             gateway.audit,
             read_only=read_only,
             masker=gateway.masking,
+            recording=gateway.recording,
         )
         loop = asyncio.get_running_loop()
 
