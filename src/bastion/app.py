@@ -155,7 +155,10 @@ def build_masking(
             ttl_seconds=settings.catalog_ttl_seconds,
         )
     builder = MaskPlanBuilder(key=TokenKey(key_bytes), strategies=strategies)
-    return ResultMaskPlanner(builder, caches), list(caches.values())
+    planner = ResultMaskPlanner(builder, caches)
+    planner.inference_effect = settings.inference_guard
+    planner.moving_effect = settings.moving_masked_data
+    return planner, list(caches.values())
 
 
 async def load_catalogs(caches: list[CatalogCache]) -> None:

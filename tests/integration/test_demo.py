@@ -102,6 +102,12 @@ def _check_demo_policy(port: int) -> None:
             agent.execute("UPDATE orders SET status = 'paid' WHERE id = 1")
     with psycopg.connect(dsn("dana", "dana"), autocommit=True) as dana:
         dana.execute("UPDATE orders SET status = status WHERE id = 1")
+        dana_sees = dana.execute("SELECT email FROM customers ORDER BY id LIMIT 1").fetchone()
+    with psycopg.connect(dsn("alice", "alice"), autocommit=True) as alice:
+        alice_sees = alice.execute("SELECT email FROM customers ORDER BY id LIMIT 1").fetchone()
+    # Masked for alice, in clear for dana (the demo policy unmasks for dbas).
+    assert dana_sees is not None and alice_sees is not None
+    assert "*" not in dana_sees[0] and alice_sees[0].startswith("*")
 
 
 def _check_demo_approval(port: int, admin_port: int, home: Path) -> None:

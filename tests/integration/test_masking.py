@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,9 @@ import pytest
 
 from bastion.demo.sample import SampleSummary
 from support.asyncpg_client import asyncpg_connect
-from support.bastion import BastionProcess, running_bastion
+from support.bastion import DEFAULT_USERS, BastionProcess, running_bastion
+from support.bastion import TestUser as User
+from support.cli import audit_cli
 from support.servers import PostgresEndpoint
 
 from .conftest import shop_target, upstream_env
@@ -175,9 +178,8 @@ def test_returning_and_errors_are_masked(
         with pytest.raises(psycopg.errors.UniqueViolation) as unique_error:
             conn.execute(
                 "INSERT INTO customers (full_name, email, phone, card_number, ssn, birth_date, "
-                "city) SELECT full_name, email, phone, card_number, ssn, birth_date, city "
-                "FROM customers WHERE id = %s",
-                (first.id,),
+                "city) VALUES ('X', %s, '0', '0', '0', '2000-01-01', 'Y')",
+                (first.email,),
             )
         conn.rollback()
     text = str(cast_error.value) + repr(cast_error.value.diag.message_detail)
@@ -225,3 +227,172 @@ def test_a_table_created_through_bastion_is_classified_at_once(
         conn.execute("DROP TABLE new_people")
     assert "fresh.person@example.org" not in repr(rows)
     assert rows[0][1] != 123456789
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT md5(email) FROM customers WHERE id = {id}",
+        "SELECT substr(card_number, 1, 6) AS bin FROM customers WHERE id = {id}",
+        "SELECT length(ssn) AS n FROM customers WHERE id = {id}",
+        "SELECT reverse(ssn) FROM customers WHERE id = {id}",
+        "SELECT translate(email, '@.', '__') FROM customers WHERE id = {id}",
+    ],
+)
+def test_computed_columns_from_sensitive_ones_are_masked(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary], direct_dsn: str, query: str
+) -> None:
+    """Parse-tree taint: an output computed from a sensitive column is masked, whatever the
+    function, even when no detector would recognise the result."""
+    sql = _render(query, shop_db[1])
+    with psycopg.connect(direct_dsn) as direct, psycopg.connect(masked.dsn()) as proxied:
+        raw = direct.execute(sql).fetchone()
+        seen = proxied.execute(sql).fetchone()
+    assert seen != raw
+
+
+def test_a_boolean_computed_from_a_sensitive_column_is_masked_whatever_its_name(
+    masked: BastionProcess, direct_dsn: str
+) -> None:
+    sql = "SELECT (ssn LIKE '1%') AS exists FROM customers ORDER BY id"
+    with psycopg.connect(direct_dsn) as direct, psycopg.connect(masked.dsn()) as proxied:
+        raw = {row[0] for row in direct.execute(sql).fetchall()}
+        seen = {row[0] for row in proxied.execute(sql).fetchall()}
+    assert raw == {True, False} and len(seen) == 1
+
+
+def test_counting_is_not_masked(masked: BastionProcess, direct_dsn: str) -> None:
+    sql = "SELECT count(email) FROM customers"
+    with psycopg.connect(direct_dsn) as direct, psycopg.connect(masked.dsn()) as proxied:
+        assert proxied.execute(sql).fetchone() == direct.execute(sql).fetchone()
+
+
+UNMASK_POLICY = """\
+version: 1
+default_effect: allow
+rules:
+  - id: dba-sees-everything
+    match: {groups: [dba]}
+    effect: allow
+    obligations: {unmask: [all]}
+  - id: support-sees-emails
+    match: {groups: [support]}
+    effect: allow
+    obligations: {unmask: [email]}
+"""
+
+
+@pytest.fixture(scope="module")
+def entitled(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_endpoint: PostgresEndpoint,
+    shop_db: tuple[str, SampleSummary],
+) -> Iterator[BastionProcess]:
+    workdir: Path = tmp_path_factory.mktemp("entitled")
+    policy = workdir / "policy.yaml"
+    policy.write_text(UNMASK_POLICY)
+    users = (
+        *DEFAULT_USERS,
+        User("dana", "dana-secret-1", ("dba",)),
+        User("sam", "sam-secret-1", ("support",)),
+    )
+    target = shop_target(postgres_endpoint, shop_db[0])
+    with running_bastion(
+        workdir,
+        [target],
+        users=users,
+        extra={"policy": str(policy)},
+        env=upstream_env(postgres_endpoint),
+    ) as proc:
+        yield proc
+
+
+def test_the_policy_unmasks_for_entitled_identities_and_records_it(
+    entitled: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    first = shop_db[1].first_customer
+    sql = "SELECT email, ssn FROM customers WHERE id = %s"
+    with psycopg.connect(entitled.dsn("dana", "dana-secret-1")) as conn:
+        assert conn.execute(sql, (first.id,)).fetchone() == (first.email, first.ssn)
+    with psycopg.connect(entitled.dsn("sam", "sam-secret-1")) as conn:
+        email, ssn = conn.execute(sql, (first.id,)).fetchone()  # type: ignore[misc]
+        assert email == first.email and ssn != first.ssn
+    with psycopg.connect(entitled.dsn()) as conn:  # alice: no grant
+        email, ssn = conn.execute(sql, (first.id,)).fetchone()  # type: ignore[misc]
+        assert email != first.email and ssn != first.ssn
+    records = [
+        r.get("payload", r)
+        for r in map(
+            json.loads,
+            audit_cli(entitled.data_dir, "search", "--user", "dana", "--json").stdout.splitlines(),
+        )
+    ]
+    assert any(r.get("unmasked") == ["all"] for r in records), records
+
+
+def test_copy_to_stdout_cannot_bypass_masking(
+    masked: BastionProcess, entitled: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    summary = shop_db[1]
+    done = subprocess.run(
+        ["psql", masked.dsn(), "-X", "-c", "COPY customers TO STDOUT WITH (FORMAT csv)"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode != 0 and "masking.copy_out" in done.stderr
+    assert _leaks(done.stdout, summary) == []
+    with (
+        psycopg.connect(masked.dsn()) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+        conn.cursor().copy("COPY (SELECT email FROM customers) TO STDOUT") as copy,
+    ):
+        list(copy)
+    # Someone the policy lets see everything may still COPY.
+    with (
+        psycopg.connect(entitled.dsn("dana", "dana-secret-1")) as conn,
+        conn.cursor().copy("COPY (SELECT email FROM customers LIMIT 3) TO STDOUT") as copy,
+    ):
+        rows = [bytes(chunk) for chunk in copy]
+    assert len(b"".join(rows).splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT id FROM customers WHERE ssn LIKE '1%'",
+        "SELECT id FROM customers WHERE substr(ssn, 1, 1) = '1'",
+        "SELECT id FROM customers WHERE length(email) > 20",
+        "SELECT id FROM customers ORDER BY email LIMIT 1",
+        "SELECT count(*) FROM customers GROUP BY card_number",
+        "SELECT CASE WHEN ssn > '5' THEN 1 ELSE 0 END FROM customers",
+        "SELECT id FROM customers c WHERE EXISTS (SELECT 1 FROM customers d "
+        "WHERE d.id = c.id AND d.email ~ '^a')",
+        "CREATE TEMP TABLE copied AS SELECT email FROM customers",
+        "SELECT email INTO TEMP copied2 FROM customers",
+        "SELECT * FROM (SELECT ssn AS a FROM customers) s WHERE a LIKE '1%'",
+        "WITH renamed AS (SELECT email AS e FROM customers) SELECT 1 FROM renamed ORDER BY e",
+    ],
+)
+def test_statements_that_could_reveal_masked_values_are_refused(
+    masked: BastionProcess, sql: str
+) -> None:
+    with (
+        psycopg.connect(masked.dsn()) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"masking\.inference"),
+    ):
+        conn.execute(sql)
+
+
+def test_equality_lookups_and_entitled_identities_are_not_refused(
+    masked: BastionProcess, entitled: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    first = shop_db[1].first_customer
+    with psycopg.connect(masked.dsn()) as conn:
+        found = conn.execute("SELECT id FROM customers WHERE email = %s", (first.email,))
+        assert found.fetchone() == (first.id,)
+        assert conn.execute(
+            "SELECT count(*) FROM customers WHERE ssn IN ('1', '2') OR ssn IS NULL"
+        ).fetchone() == (0,)
+    with psycopg.connect(entitled.dsn("dana", "dana-secret-1")) as conn:
+        assert conn.execute("SELECT id FROM customers ORDER BY email LIMIT 1").fetchone()

@@ -68,10 +68,11 @@ def test_alice_cannot_hide_a_write_behind_a_read(demo: PolicyEngine) -> None:
     assert isinstance(demo.decide(ALICE, analyze("SELECT 1; DELETE FROM orders")), Deny)
 
 
-def test_dana_writes(demo: PolicyEngine) -> None:
-    assert demo.decide(DANA, [statement("insert")]) == Allow("dba-all")
-    assert demo.decide(DANA, [statement("update", has_where=True)]) == Allow("dba-all")
-    assert demo.decide(DANA, [statement("create_table")]) == Allow("dba-all")
+def test_dana_writes_and_sees_values_in_clear(demo: PolicyEngine) -> None:
+    clear = Allow("dba-all", Obligations(unmask=frozenset({"all"})))
+    assert demo.decide(DANA, [statement("insert")]) == clear
+    assert demo.decide(DANA, [statement("update", has_where=True)]) == clear
+    assert demo.decide(DANA, [statement("create_table")]) == clear
 
 
 @pytest.mark.parametrize(

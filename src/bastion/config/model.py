@@ -419,7 +419,7 @@ class Audit(BaseModel):
     model_config = MODEL_CONFIG
 
     enabled: bool = Field(
-        default=False,
+        default=True,
         description="Keep the hash-chained audit record (docs/audit.md) in addition to the JSON "
         "log lines.",
     )
@@ -658,6 +658,18 @@ class Masking(BaseModel):
         "Bastion instance that must produce the same tokens needs the same key. Must exist "
         "when the configuration is loaded. Default: generated in the data dir "
         "(keys/masking-hash-key).",
+    )
+    inference_guard: Literal["deny", "require_approval", "allow"] = Field(
+        default="deny",
+        description="Statements that filter, order or group by a masked column (other than "
+        "equality with a value), which would let a client learn masked values bit by bit: "
+        "deny, hold for approval, or allow.",
+    )
+    moving_masked_data: Literal["deny", "require_approval", "allow"] = Field(
+        default="deny",
+        description="Statements that copy masked columns somewhere other than the client "
+        "(CREATE TABLE AS, SELECT INTO, INSERT ... SELECT, materialized views, COPY to a "
+        "file): deny, hold for approval, or allow.",
     )
 
     @field_validator("hash_key")

@@ -20,9 +20,10 @@ from typing import Protocol
 
 from bastion.masking import pgtypes
 from bastion.masking.classes import SensitiveClass, Strategy
-from bastion.masking.classifier import Classification
+from bastion.masking.classifier import Action, Classification
 from bastion.masking.plan import MaskPlanBuilder, RowMaskPlan
 from bastion.masking.planner import OriginColumn
+from bastion.sql.statement import ColumnRef, StatementInfo, TableRef
 
 _NO_ORIGIN_TEXT = Classification.scanned("no origin: content scan")
 _NO_ORIGIN_OTHER = Classification.passing("no origin; the type cannot hold text")
@@ -33,6 +34,11 @@ _UNKNOWN_OTHER = Classification.masked(
 _SYSTEM_TEXT = Classification.scanned("system catalog: content scan")
 _SYSTEM_OTHER = Classification.passing("system catalog; the type cannot hold text")
 _CACHE_LIMIT = 4096
+# Clauses whose column references can flow into a computed output column.
+_OUTPUT_CLAUSES = frozenset({"projection", "returning", "other"})
+# When several sensitive columns feed one output, the strategy that shows least wins.
+_STRICTNESS = {Strategy.NULL: 0, Strategy.REDACT: 1, Strategy.HASH: 2, Strategy.PARTIAL: 3}
+_Names = dict[tuple[str, str], list[tuple[str, Classification]]]
 # Objects below this OID were created by initdb (PostgreSQL's FirstNormalObjectId): the system
 # catalogs and views hold no customer data; their text is still scanned.
 FIRST_USER_OID = 16384
@@ -58,27 +64,41 @@ class ResultMaskPlanner:
         self._sources = sources
         # Each entry keeps the classifications it was built from alive, so their id() in the
         # key cannot be reused by a later snapshot while the entry exists.
-        self._plans: dict[tuple[object, ...], tuple[object, RowMaskPlan | None]] = {}
+        self._plans: dict[tuple[object, ...], tuple[tuple[object, object], RowMaskPlan | None]] = {}
+        self._names: dict[int, tuple[object, _Names]] = {}
+        # What happens to statements that would reveal masked values other than in their
+        # results: "deny", "require_approval" or "allow" (masking.inference_guard, and
+        # masking.moving_masked_data for copies into tables and files).
+        self.inference_effect = "deny"
+        self.moving_effect = "deny"
 
     def plan(
-        self, context: object, statement: object, columns: Sequence[OriginColumn]
+        self,
+        context: object,
+        statement: StatementInfo | None,
+        columns: Sequence[OriginColumn],
+        unmask: frozenset[str] = frozenset(),
     ) -> RowMaskPlan | None:
         target = str(getattr(context, "target", ""))
         source = self._sources.get(target)
         classifications = source.classifications if source is not None else {}
-        key = (target, id(classifications), tuple(columns))
+        # Only results with computed columns depend on the statement (their taint).
+        computed = statement if any(not c.table_oid for c in columns) else None
+        key = (target, id(classifications), tuple(columns), unmask, id(computed))
         try:
-            _, cached = self._plans[key]
+            kept, cached = self._plans[key]
         except KeyError:
             pass
         except TypeError:  # columns that are not hashable: plan without the cache
-            return self._build(source, classifications, columns)
+            return self._build(source, classifications, columns, statement, unmask)
         else:
-            return cached.fresh() if cached is not None else None
-        plan = self._build(source, classifications, columns)
+            if kept[0] is classifications and kept[1] is computed:
+                return cached.fresh() if cached is not None else None
+        plan = self._build(source, classifications, columns, statement, unmask)
         if len(self._plans) >= _CACHE_LIMIT:
             self._plans.clear()
-        self._plans[key] = (classifications, plan)
+        # The entry keeps what its key's ids point to alive, so those ids are not reused.
+        self._plans[key] = ((classifications, computed), plan)
         return plan.fresh() if plan is not None else None
 
     def mask_text(self, text: str) -> tuple[str, Mapping[str, int]]:
@@ -96,14 +116,22 @@ class ResultMaskPlanner:
         source: ClassificationSource | None,
         classifications: Mapping[tuple[int, int], Classification],
         columns: Sequence[OriginColumn],
+        statement: StatementInfo | None,
+        unmask: frozenset[str],
     ) -> RowMaskPlan | None:
         ready = source is not None and source.ready
         unknown_table = False
         decisions = []
+        taint: Classification | bool | None = False  # worked out on the first computed column
         for column in columns:
             text = pgtypes.can_hold_text(column.type_oid)
             if not column.table_oid:
-                decisions.append(_NO_ORIGIN_TEXT if text else _NO_ORIGIN_OTHER)
+                if taint is False:
+                    taint = self._taint(source, statement)
+                if isinstance(taint, Classification) and not _counting(column, statement):
+                    decisions.append(taint)
+                else:
+                    decisions.append(_NO_ORIGIN_TEXT if text else _NO_ORIGIN_OTHER)
                 continue
             known = classifications.get((column.table_oid, column.attnum))
             if known is not None:
@@ -116,4 +144,159 @@ class ResultMaskPlanner:
             decisions.append(_UNKNOWN_TEXT if text else _UNKNOWN_OTHER)
         if unknown_table and ready and source is not None:
             source.invalidate()
+        if unmask:
+            decisions = [_unmasked(decision, unmask) for decision in decisions]
         return self.builder.build(columns, decisions)
+
+    def guard(
+        self, context: object, statement: StatementInfo, unmask: frozenset[str]
+    ) -> tuple[str, str] | None:
+        """Why `statement` would reveal masked values without returning them, or None: it
+        filters, orders or groups by a masked column (inference), or copies masked columns
+        somewhere other than the client."""
+        if "all" in unmask:
+            return None
+        source = self._sources.get(str(getattr(context, "target", "")))
+        names = self._by_name(source)
+        if not names:
+            return None
+        reason = _guarded(names, statement, unmask)
+        if reason is None:
+            return None
+        moving = reason.startswith("it copies")
+        effect = self.moving_effect if moving else self.inference_effect
+        return None if effect == "allow" else (effect, reason)
+
+    def _taint(
+        self, source: ClassificationSource | None, statement: StatementInfo | None
+    ) -> Classification | None:
+        """What a computed output column of `statement` may carry: the classification of the
+        strictest sensitive column its projection refers to (None when it refers to none)."""
+        if statement is None:
+            return None
+        names = self._by_name(source)
+        found: list[Classification] = []
+        tables = [t for t in (*statement.tables_read, *statement.tables_written)]
+        for ref in statement.columns:
+            if ref.clause not in _OUTPUT_CLAUSES:
+                continue
+            candidates = [ref.table] if ref.table is not None else tables
+            for table in candidates:
+                found.extend(_lookup(names, table.schema, table.name, ref.name))
+        masked = [c for c in found if c.action is Action.MASK]
+        if not masked:
+            return None
+        strictest = min(masked, key=_strictness)
+        return Classification.masked(
+            strictest.sensitive_class or SensitiveClass.SECRET,
+            strictest.strategy or Strategy.REDACT,
+            f"computed from a {strictest.sensitive_class} column",
+        )
+
+    def _by_name(self, source: ClassificationSource | None) -> _Names:
+        """schema.table.column -> classification, for the source's current snapshot."""
+        snapshot = getattr(source, "snapshot", None)
+        if snapshot is None:
+            return {}
+        cached = self._names.get(id(snapshot))
+        if cached is not None and cached[0] is snapshot:
+            return cached[1]
+        names: _Names = {}
+        for column in snapshot.catalog.columns:
+            decided = snapshot.classifications.get((column.table_oid, column.attnum))
+            if decided is not None:
+                names.setdefault((column.table, column.column), []).append((column.schema, decided))
+        self._names = {id(snapshot): (snapshot, names)}
+        return names
+
+
+def _counting(column: OriginColumn, statement: StatementInfo | None) -> bool:
+    """A row count: `count(...)` is the only function of the statement and the column is the
+    bigint named count. Anything else computed from a sensitive column is tainted."""
+    name = str(getattr(column, "name", ""))
+    if statement is None or column.type_oid != pgtypes.INT8 or name != "count":
+        return False
+    return all(function.rsplit(".", 1)[-1] == "count" for function in statement.functions)
+
+
+def _lookup(names: _Names, schema: str | None, table: str, column: str) -> list[Classification]:
+    if column == "*":
+        return [
+            decided
+            for (table_name, _), entries in names.items()
+            if table_name == table
+            for entry_schema, decided in entries
+            if schema is None or entry_schema == schema
+        ]
+    return [
+        decided
+        for entry_schema, decided in names.get((table, column), ())
+        if schema is None or entry_schema == schema
+    ]
+
+
+def _strictness(decision: Classification) -> int:
+    return _STRICTNESS.get(decision.strategy or Strategy.REDACT, 1)
+
+
+def _unmasked(decision: Classification, unmask: frozenset[str]) -> Classification:
+    """The decision once the policy's unmask grant applies: granted classes pass."""
+    if "all" in unmask:
+        if decision.action is Action.PASS:
+            return decision
+        return Classification.passing(f"unmasked by policy ({decision.reason})")
+    if decision.action is Action.MASK and str(decision.sensitive_class) in unmask:
+        return Classification.passing(f"unmasked by policy ({decision.reason})")
+    return decision
+
+
+def _guarded(names: _Names, statement: StatementInfo, unmask: frozenset[str]) -> str | None:
+    tables = (*statement.tables_read, *statement.tables_written)
+    for ref in getattr(statement, "inference_columns", ()):
+        found = _masked_ref(names, ref, tables, unmask)
+        if found is not None:
+            where = _CLAUSE_WORDS.get(ref.clause, "a condition")
+            return f"it uses the masked column {found} in {where}"
+    if getattr(statement, "moves_data", False):
+        for ref in statement.columns:
+            if ref.clause in _OUTPUT_CLAUSES:
+                found = _masked_ref(names, ref, tables, unmask)
+                if found is not None:
+                    return f"it copies the masked column {found} somewhere other than the client"
+    for inner in statement.inner:
+        reason = _guarded(names, inner, unmask)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _masked_ref(
+    names: _Names, ref: ColumnRef, tables: Sequence[TableRef], unmask: frozenset[str]
+) -> str | None:
+    candidates = [ref.table] if ref.table is not None else list(tables)
+    known = False
+    for table in candidates:
+        for decided in _lookup(names, table.schema, table.name, ref.name):
+            known = True
+            if decided.action is Action.MASK and str(decided.sensitive_class) not in unmask:
+                return f"{table.qualified}.{ref.name}"
+    if known:
+        return None
+    # A name no table of the statement has: a column renamed in a subquery or CTE. It may
+    # carry any column of the tables read, so it counts as masked when any of them is.
+    for table in tables:
+        for decided in _lookup(names, table.schema, table.name, "*"):
+            if decided.action is Action.MASK and str(decided.sensitive_class) not in unmask:
+                return f"{ref.name} (which may come from a masked column of {table.qualified})"
+    return None
+
+
+_CLAUSE_WORDS = {
+    "where": "a condition",
+    "join": "a join condition",
+    "having": "a HAVING condition",
+    "order": "ORDER BY",
+    "group": "GROUP BY",
+    "window": "a window",
+    "projection": "a CASE condition",
+}

@@ -16,6 +16,7 @@ class Obligations:
 
     read_only: bool = False
     max_rows: int | None = None
+    unmask: frozenset[str] = frozenset()  # sensitive classes shown in clear, or {"all"}
 
 
 NO_OBLIGATIONS = Obligations()

@@ -55,6 +55,7 @@ class StatementEvent:
     columns: tuple[str, ...] = ()  # columns named, `schema.table.column` when certain
     masked_cells: Mapping[str, int] | None = None  # cells masked in its result, per class
     parameters: tuple[str | None, ...] = ()  # bind parameters, scrubbed (audit.parameters)
+    unmasked: tuple[str, ...] = ()  # classes the policy let this result show in clear
     approval_id: int | None = None  # the approval request that let it run (or refused it)
 
 

@@ -57,12 +57,22 @@ class MaskPlanner(Protocol):
         context: ConnectionContext,
         statement: StatementInfo | None,
         columns: Sequence[Column],
+        unmask: frozenset[str] = frozenset(),
     ) -> MaskPlan | None:
-        """None means no column needs work: rows pass through as raw bytes."""
+        """None means no column needs work: rows pass through as raw bytes. `unmask` names
+        the sensitive classes the policy lets this statement see in clear ("all": every one)."""
         ...
 
     def changed(self, context: ConnectionContext) -> None:
         """The target's schema changed through this session (DDL ran)."""
+        ...
+
+    def guard(
+        self, context: ConnectionContext, statement: StatementInfo, unmask: frozenset[str]
+    ) -> tuple[str, str] | None:
+        """(effect, reason) when the statement would reveal masked values other than through
+        its result (a condition, ordering or grouping on a masked column; copying masked
+        columns into a table or file): effect is "deny" or "require_approval". None: fine."""
         ...
 
     def mask_text(self, text: str) -> tuple[str, Mapping[str, int]]:
@@ -114,10 +124,16 @@ class NoMasking:
         context: ConnectionContext,
         statement: StatementInfo | None,
         columns: Sequence[Column],
+        unmask: frozenset[str] = frozenset(),
     ) -> MaskPlan | None:
         return None
 
     def changed(self, context: ConnectionContext) -> None:
+        return None
+
+    def guard(
+        self, context: ConnectionContext, statement: StatementInfo, unmask: frozenset[str]
+    ) -> tuple[str, str] | None:
         return None
 
     def mask_text(self, text: str) -> tuple[str, Mapping[str, int]]:

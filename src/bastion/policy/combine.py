@@ -24,13 +24,25 @@ EMPTY_ALLOW = Allow(EMPTY_RULE)  # a message without statements
 
 
 def merge_obligations(allows: Sequence[Obligations]) -> Obligations:
-    """read_only if any asks for it; the smallest max_rows."""
+    """read_only if any asks for it; the smallest max_rows; only what every one unmasks."""
     read_only = any(o.read_only for o in allows)
     limits = [o.max_rows for o in allows if o.max_rows is not None]
     max_rows = min(limits) if limits else None
-    if not read_only and max_rows is None:
+    unmask = _common_unmask([o.unmask for o in allows])
+    if not read_only and max_rows is None and not unmask:
         return NO_OBLIGATIONS
-    return Obligations(read_only, max_rows)
+    return Obligations(read_only, max_rows, unmask)
+
+
+def _common_unmask(grants: Sequence[frozenset[str]]) -> frozenset[str]:
+    if not grants:
+        return frozenset()
+    common: frozenset[str] | None = None
+    for grant in grants:
+        if "all" in grant:
+            continue  # the universal grant takes nothing away
+        common = grant if common is None else common & grant
+    return frozenset({"all"}) if common is None else common
 
 
 def most_restrictive(decisions: Sequence[Decision]) -> Decision:

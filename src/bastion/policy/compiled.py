@@ -76,7 +76,11 @@ def compile_rule(rule: Rule) -> CompiledRule:
     decision: Decision
     if rule.effect == Effect.ALLOW:
         if rule.obligations is not None:
-            obligations = Obligations(rule.obligations.read_only, rule.obligations.max_rows)
+            obligations = Obligations(
+                rule.obligations.read_only,
+                rule.obligations.max_rows,
+                frozenset(rule.obligations.unmask),
+            )
         decision = Allow(rule.id, obligations)
     elif rule.effect == Effect.DENY:
         decision = Deny(rule.id, rule.reason or f"denied by policy rule {rule.id}", rule.hint)

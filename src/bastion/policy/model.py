@@ -25,6 +25,7 @@ from pydantic import (
 
 from bastion.config.model import TARGET_NAME_RE
 from bastion.identity.records import IdentityKind
+from bastion.masking.classes import parse_class
 from bastion.policy.cel import (
     CONNECTION_VARIABLES,
     STATEMENT_VARIABLES,
@@ -211,6 +212,21 @@ class RuleObligations(BaseModel):
     max_rows: int | None = Field(
         default=None, ge=1, description="Return at most this many rows to the client."
     )
+    unmask: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Sensitive classes this rule's identities may see in clear (email, ssn, "
+        "card_number, ...; docs/masking.md lists them), or [all]. Each read under it is "
+        "recorded.",
+    )
+
+    @field_validator("unmask")
+    @classmethod
+    def _known_classes(cls, value: list[str]) -> list[str]:
+        names = [name.strip().lower() for name in value]
+        for name in names:
+            if name != "all":
+                parse_class(name)  # raises ValueError naming the known classes
+        return names
 
 
 class Rule(BaseModel):

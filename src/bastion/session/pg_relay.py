@@ -142,6 +142,7 @@ class _Pending:
     describe_kind: str = ""  # Describe: "S" or "P", when masking tracks its answer
     shape_for: _Pending | None = None  # a Describe Bastion sent for this Execute
     params: tuple[str | None, ...] = ()  # Execute: its portal's parameters, when recorded
+    unmasked: bool = False  # the result was read under a policy grant to see values in clear
 
 
 # Requests whose replies carry no per-request state share one immutable-in-practice entry:
@@ -338,6 +339,33 @@ class RelayMachine:
 
     def _checked(self, decision: Decision, infos: tuple[StatementInfo, ...]) -> Decision:
         if (
+            self._masking is not None
+            and isinstance(decision, Allow)
+            and "all" not in decision.obligations.unmask
+            and any(_copies_out(info) for info in infos)
+        ):
+            # COPY's rows are not described column by column: they would bypass masking.
+            return Deny(
+                "masking.copy_out",
+                "COPY ... TO STDOUT is not available while results are masked",
+                hint="SELECT the rows instead (masked on the way out), or ask for a policy "
+                "rule that unmasks them for you",
+            )
+        if self._masking is not None and isinstance(decision, Allow):
+            guarded = self._masking.guard(infos, decision.obligations.unmask)
+            if guarded is not None:
+                effect, reason = guarded
+                if effect == "require_approval":
+                    return RequireApproval(
+                        "masking.inference", f"{reason} (masked values need approval)"
+                    )
+                return Deny(
+                    "masking.inference",
+                    f"this statement could reveal masked values: {reason}",
+                    hint="compare masked columns only for equality with a value, or ask for a "
+                    "policy rule that unmasks them for you",
+                )
+        if (
             isinstance(decision, Allow)
             and (self.read_only or decision.obligations.read_only)
             and any(may_write(info) for info in infos)
@@ -508,9 +536,10 @@ class RelayMachine:
         masking = self._masking
         assert masking is not None
         entry.portal = execute.portal
+        entry.unmasked = bool(_unmask(entry.decision))
         info = entry.statements[0] if entry.statements else None
         if masking.knows_portal(execute.portal):
-            entry.mask_plan = masking.for_execute(execute.portal, info)
+            entry.mask_plan = masking.for_execute(execute.portal, info, _unmask(entry.decision))
             self._pending.append(entry)
             return FORWARD
         describe = _Pending(F_DESCRIBE, injected=True)
@@ -535,7 +564,9 @@ class RelayMachine:
         target = head.shape_for
         if target is not None:
             info = target.statements[0] if target.statements else None
-            target.mask_plan = masking.for_execute(head.statement_name, info)
+            target.mask_plan = masking.for_execute(
+                head.statement_name, info, _unmask(target.decision)
+            )
 
     @property
     def _records_parameters(self) -> bool:
@@ -650,7 +681,8 @@ class RelayMachine:
                     info = (
                         head.statements[head.index] if head.index < len(head.statements) else None
                     )
-                    head.mask_plan = self._masking.for_rows(info, body)
+                    head.mask_plan = self._masking.for_rows(info, body, _unmask(head.decision))
+                    head.unmasked = bool(_unmask(head.decision))
             else:
                 self._desync(type_byte, op)
         elif type_byte in (B_COMMAND_COMPLETE, B_EMPTY_QUERY_RESPONSE):
@@ -834,6 +866,7 @@ class RelayMachine:
             tables_written=_written(info),
             columns=_columns(info),
             masked_cells=masked_counts(plan),
+            unmasked=tuple(sorted(_unmask(decision))) if entry.unmasked else (),
             parameters=params,
             approval_id=entry.approval_id,
         )
@@ -872,6 +905,17 @@ def _columns(info: StatementInfo | None) -> tuple[str, ...]:
 @lru_cache(maxsize=4096)
 def _written(info: StatementInfo | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.qualified for t in info.tables_written)) if info else ()
+
+
+def _copies_out(info: StatementInfo) -> bool:
+    copy = info.copy
+    if copy is not None and copy.direction == "to" and copy.target == "stdout":
+        return True
+    return any(_copies_out(inner) for inner in info.inner)
+
+
+def _unmask(decision: Decision) -> frozenset[str]:
+    return decision.obligations.unmask if isinstance(decision, Allow) else frozenset()
 
 
 def _not_waited_for(durable: bool) -> None:

@@ -77,21 +77,34 @@ class ResultMasking:
 
     # Plans.
 
-    def for_rows(self, statement: StatementInfo | None, body: memoryview) -> MaskPlan | None:
+    def for_rows(
+        self, statement: StatementInfo | None, body: memoryview, unmask: frozenset[str]
+    ) -> MaskPlan | None:
         """The plan for a result whose RowDescription is `body` (simple Query)."""
         columns = backend.decode_row_description(body)
-        return self._planner.plan(self._context, statement, columns)
+        return self._planner.plan(self._context, statement, columns, unmask)
 
-    def for_execute(self, portal: str, statement: StatementInfo | None) -> MaskPlan | None:
+    def for_execute(
+        self, portal: str, statement: StatementInfo | None, unmask: frozenset[str]
+    ) -> MaskPlan | None:
         """The plan for an Execute of a portal whose shape is known."""
         if portal in self._suspended:  # a row-limited portal, executed again
             plan = self._suspended[portal]
             return plan.fresh() if plan is not None else None
         shape = self._portals[portal]
-        return self._planner.plan(self._context, statement, shape.columns)
+        return self._planner.plan(self._context, statement, shape.columns, unmask)
 
     def suspended(self, portal: str, plan: MaskPlan | None) -> None:
         self._suspended[portal] = plan
+
+    def guard(
+        self, statements: Sequence[StatementInfo], unmask: frozenset[str]
+    ) -> tuple[str, str] | None:
+        for statement in statements:
+            found = self._planner.guard(self._context, statement, unmask)
+            if found is not None:
+                return found
+        return None
 
     def schema_changed(self) -> None:
         self._planner.changed(self._context)

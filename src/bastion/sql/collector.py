@@ -7,16 +7,28 @@ statements. Statement-specific handlers (dml, ddl, utility, copy, plpgsql) are p
 
 Unknown nodes are never skipped: the walk descends into every field it does not recognize, so
 a relation or function call hiding in a new kind of node is still reported (fail closed).
+
+The same walk finds the inference columns (see `bastion.sql.inference`): `infer` holds the
+clause under which every column met is one (inside ORDER BY, GROUP BY, a window, a non-trivial
+condition), None where columns are only read (the select list, VALUES, RETURNING).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from bastion.sql import columns, flags
-from bastion.sql.columns import JOIN, ORDER, OTHER, PROJECTION, VALUES, WHERE, WINDOW
+from bastion.sql.columns import GROUP, HAVING, JOIN, ORDER, OTHER, PROJECTION, VALUES, WHERE, WINDOW
 from bastion.sql.functions import call_facts, function_name
+from bastion.sql.inference import (
+    harmless_condition,
+    harmless_simple_case,
+    is_bare_column,
+    output_name,
+    output_positions,
+    unqualified_name,
+)
 from bastion.sql.kinds import OTHER as OTHER_KIND
 from bastion.sql.kinds import UNKNOWN, classify, is_statement
 from bastion.sql.relations import (
@@ -65,10 +77,14 @@ class Collector:
         "functions",
         "handlers",
         "has_where",
+        "infer",
+        "inference",
         "inner",
         "modifying_cte",
+        "moves_data",
         "normalized",
         "reads",
+        "subqueries",
         "text",
         "where_always_true",
         "writes",
@@ -98,6 +114,10 @@ class Collector:
         self.has_where: bool | None = None
         self.where_always_true = False
         self.copy: CopyInfo | None = None
+        self.inference: dict[ColumnRef, None] = {}
+        self.infer: str | None = None
+        self.moves_data = False
+        self.subqueries = 0  # SubLinks walked so far (INSERT ... VALUES ((SELECT ...)))
 
     # -- results -----------------------------------------------------------------------------
 
@@ -109,6 +129,9 @@ class Collector:
 
     def column(self, name: str, clause: str, table: TableRef | None = None) -> None:
         self.columns[ColumnRef(name=name, clause=clause, table=table)] = None
+
+    def inference_column(self, name: str, clause: str, table: TableRef | None = None) -> None:
+        self.inference[ColumnRef(name=name, clause=clause, table=table)] = None
 
     def build(self, kind: str, object_type: str | None) -> StatementInfo:
         if self.dynamic_sql:
@@ -130,6 +153,8 @@ class Collector:
             dynamic_sql=self.dynamic_sql,
             flags=frozenset(self.flags),
             inner=tuple(self.inner),
+            inference_columns=tuple(self.inference),
+            moves_data=self.moves_data,
         )
 
     def absorb(self, info: StatementInfo, with_columns: bool) -> None:
@@ -144,6 +169,11 @@ class Collector:
         if with_columns:
             for ref in info.columns:
                 self.columns[ref] = None
+        # Unlike `columns`, folded from code bodies too: a PL/pgSQL condition is not an inner
+        # statement, and a variable mistaken for a column only errs towards refusing.
+        for ref in info.inference_columns:
+            self.inference[ref] = None
+        self.moves_data = self.moves_data or info.moves_data
         self.flags |= info.flags
         self.dynamic_sql = self.dynamic_sql or info.dynamic_sql
         self.modifying_cte = self.modifying_cte or info.modifying_cte
@@ -203,56 +233,92 @@ class Collector:
 
     # -- SELECT ------------------------------------------------------------------------------
 
-    def select(self, body: Node, parent: Scope | None) -> Scope:
+    def select(
+        self, body: Node, parent: Scope | None, ordered: dict[int, str] | None = None
+    ) -> Scope:
+        """Walk a SELECT (or VALUES, or set operation). `ordered` maps select-list positions
+        an enclosing set operation's ORDER BY names to the inference clause they get."""
         scope = Scope(parent=parent)
         with_clause = body.get("withClause")
         if isinstance(with_clause, dict):
             self.with_clause(with_clause, scope)
+        sort = body.get("sortClause")
         if body.get("op", "SETOP_NONE") != "SETOP_NONE":
+            if sort:  # ORDER BY 1 or ORDER BY x after a UNION orders every arm's column
+                ordered = dict(ordered or {})
+                output_positions(_leftmost_targets(body), sort, ORDER, ordered)
             for arm in ("larg", "rarg"):
                 arm_body = body.get(arm)
                 if isinstance(arm_body, dict):
-                    self.select(arm_body, scope)
-            self._order_and_limit(body, scope)
+                    self.select(arm_body, scope, ordered)
+            outputs = {output_name(target) for target in _leftmost_targets(body)} if sort else ()
+            self._order_and_limit(body, scope, outputs)
             return scope
         into = body.get("intoClause")
-        if isinstance(into, dict) and isinstance(into.get("rel"), dict):
-            self.write(table_from_range_var(into["rel"]))
+        if isinstance(into, dict):
+            self.moves_data = True
+            if isinstance(into.get("rel"), dict):
+                self.write(table_from_range_var(into["rel"]))
         values = body.get("valuesLists")
         if values:
             self.expr(values, VALUES, scope)
         for item in body.get("fromClause") or ():
             self.from_item(item, scope)
-        for target in body.get("targetList") or ():
+        targets = body.get("targetList") or []
+        group = body.get("groupClause")
+        distinct = body.get("distinctClause")
+        if targets and (sort or group or distinct):
+            # Entries named by number or alias are ordered or grouped by, not only shown.
+            ordered = dict(ordered or {})
+            for items, clause in ((sort, ORDER), (group, GROUP), (distinct, GROUP)):
+                if items:
+                    output_positions(targets, items, clause, ordered)
+        for position, target in enumerate(targets):
             res = body_of(target, "ResTarget")
             if res is None:
                 self.expr(target, PROJECTION, scope)
                 continue
             if res.get("name"):
                 scope.output_names.add(str(res["name"]))
-            self.expr(res.get("val"), PROJECTION, scope)
-        self.expr(body.get("whereClause"), WHERE, scope)
-        self.expr(body.get("groupClause"), columns.GROUP, scope)
-        self.expr(body.get("havingClause"), columns.HAVING, scope)
+            label = ordered.get(position) if ordered else None
+            if label is None:
+                self.expr(res.get("val"), PROJECTION, scope)
+            else:
+                self.reveal(res.get("val"), PROJECTION, scope, label)
+        self.condition(body.get("whereClause"), WHERE, scope)
+        self.reveal(group, GROUP, scope, GROUP)
+        self.condition(body.get("havingClause"), HAVING, scope)
         for window in body.get("windowClause") or ():
             window_body = body_of(window, "WindowDef")
             if window_body is not None:
                 self.window(window_body, scope)
-        self.expr(body.get("distinctClause"), OTHER, scope)
-        self._order_and_limit(body, scope)
+        self.reveal(distinct, OTHER, scope, GROUP)  # DISTINCT ON (...); plain DISTINCT is [{}]
+        self._order_and_limit(body, scope, scope.output_names)
         # lockingClause (FOR UPDATE OF a, b) names aliases already in FROM: nothing new.
         return scope
 
-    def _order_and_limit(self, body: Node, scope: Scope) -> None:
-        self.expr(body.get("sortClause"), ORDER, scope)
+    def _order_and_limit(self, body: Node, scope: Scope, outputs: Collection[str | None]) -> None:
+        """ORDER BY (every column in it reveals values), LIMIT and OFFSET. `outputs` are the
+        output names an unqualified ORDER BY name refers to before any input column."""
+        for item in body.get("sortClause") or ():
+            sort_by = body_of(item, "SortBy")
+            name = unqualified_name(sort_by.get("node")) if sort_by is not None else None
+            if name is not None and name in outputs:
+                # ORDER BY an output name: select() walked that entry as ordered.
+                self.expr(item, ORDER, scope)
+                continue
+            self.reveal(item, ORDER, scope, ORDER)
         self.expr(body.get("limitCount"), OTHER, scope)
         self.expr(body.get("limitOffset"), OTHER, scope)
 
     def window(self, window: Node, scope: Scope | None) -> None:
+        saved = self.infer
+        self.infer = WINDOW
         self.expr(window.get("partitionClause"), WINDOW, scope)
         self.expr(window.get("orderClause"), WINDOW, scope)
         self.expr(window.get("startOffset"), WINDOW, scope)
         self.expr(window.get("endOffset"), WINDOW, scope)
+        self.infer = saved
 
     def with_clause(self, with_clause: Node, scope: Scope) -> None:
         ctes = [body_of(cte, "CommonTableExpr") for cte in with_clause.get("ctes") or ()]
@@ -326,8 +392,14 @@ class Collector:
         right = self.from_item(body.get("rarg"), scope)
         for name in strings(body.get("usingClause")):
             for side in (left, right):
-                self.column(name, JOIN, side[0].table if len(side) == 1 else None)
-        self.expr(body.get("quals"), JOIN, scope)
+                table = side[0].table if len(side) == 1 else None
+                self.column(name, JOIN, table)
+                self.inference_column(name, JOIN, table)  # a column compared with a column
+        if body.get("isNatural"):
+            # The columns compared are the ones both sides share: unknown without a catalog.
+            for relation in left + right:
+                self.inference_column(columns.STAR, JOIN, relation.table)
+        self.condition(body.get("quals"), JOIN, scope)
         alias = alias_name(body)
         if alias:
             scope.relations.append(Relation(alias, None, aliased=True, qualified_only=True))
@@ -379,12 +451,88 @@ class Collector:
         self.walk_fields(value, clause, scope)
 
     def _column_ref(self, body: Node, clause: str, scope: Scope | None) -> None:
-        for ref in columns.resolve(body.get("fields", ()), clause, scope):
+        refs = columns.resolve(body.get("fields", ()), clause, scope)
+        for ref in refs:
             self.columns[ref] = None
+        label = self.infer
+        if label is not None:
+            for ref in refs:
+                if ref.clause != label:
+                    ref = ColumnRef(name=ref.name, clause=label, table=ref.table)
+                self.inference[ref] = None
 
     def _sub_link(self, body: Node, clause: str, scope: Scope | None) -> None:
+        self.subqueries += 1
         self.expr(body.get("testexpr"), clause, scope)
-        self.expr(body.get("subselect"), OTHER, scope)
+        if body.get("subLinkType") == "EXISTS_SUBLINK" and self.infer is not None:
+            # EXISTS looks at whether rows come back, never at what its select list holds.
+            saved = self.infer
+            self.infer = None
+            self.expr(body.get("subselect"), OTHER, scope)
+            self.infer = saved
+        else:
+            self.expr(body.get("subselect"), OTHER, scope)
+
+    def _case(self, body: Node, clause: str, scope: Scope | None) -> None:
+        """CASE: its WHEN conditions decide which value each row shows, so they are
+        conditions wherever the CASE is (in the select list above all)."""
+        if self.infer is not None:  # already inside ORDER BY, a condition...: all of it counts
+            self.walk_fields(body, clause, scope)
+            return
+        arg = body.get("arg")
+        harmless = arg is not None and harmless_simple_case(body)
+        if arg is not None:  # CASE x WHEN v ...: x = v for each v
+            self.reveal(arg, clause, scope, None if harmless else clause)
+        for when in body.get("args") or ():
+            case_when = body_of(when, "CaseWhen")
+            if case_when is None:
+                self.expr(when, clause, scope)
+                continue
+            if arg is None:
+                self.condition(case_when.get("expr"), clause, scope)
+            else:
+                self.reveal(case_when.get("expr"), clause, scope, None if harmless else clause)
+            self.walk_fields(case_when, clause, scope, skip=("expr",))
+        self.walk_fields(body, clause, scope, skip=("arg", "args"))
+
+    def reveal(self, value: Any, clause: str, scope: Scope | None, label: str | None) -> None:
+        """Walk `value` with every column in it an inference column under `label` (ORDER BY,
+        GROUP BY, ...), or with none when `label` is None."""
+        if value is None:
+            return
+        saved = self.infer
+        self.infer = label
+        self.expr(value, clause, scope)
+        self.infer = saved
+
+    def condition(self, value: Any, clause: str, scope: Scope | None) -> None:
+        """Walk a condition (WHERE, JOIN ON, HAVING, a CASE's WHEN, FILTER): every column in
+        it is an inference column except in the harmless forms `bastion.sql.inference` lists,
+        looked for at the top and under AND, OR, NOT and IS TRUE."""
+        if value is None:
+            return
+        saved = self.infer
+        self._condition(value, clause, scope)
+        self.infer = saved
+
+    def _condition(self, value: Any, clause: str, scope: Scope | None) -> None:
+        if type(value) is dict and len(value) == 1:
+            ((node_type, body),) = value.items()
+            if node_type == "BoolExpr":
+                for arg in body.get("args") or ():
+                    self._condition(arg, clause, scope)
+                return
+            if node_type == "BooleanTest" and not is_bare_column(body.get("arg")):
+                self._condition(body.get("arg"), clause, scope)
+                return
+            if harmless_condition(node_type, body) or (
+                node_type == "ColumnRef" and is_bare_column(value)  # WHERE active
+            ):
+                self.infer = None
+                self.expr(value, clause, scope)
+                return
+        self.infer = clause
+        self.expr(value, clause, scope)
 
     def _select_node(self, body: Node, clause: str, scope: Scope | None) -> None:
         self.select(body, scope)
@@ -411,8 +559,13 @@ class Collector:
             for literal in facts.sql_literals:
                 self.sql_text(literal)
         self.expr(args, clause, scope)
-        self.expr(body.get("agg_order"), clause, scope)
-        self.expr(body.get("agg_filter"), clause, scope)
+        self.reveal(body.get("agg_order"), clause, scope, ORDER)  # array_agg(x ORDER BY ssn)
+        agg_filter = body.get("agg_filter")
+        if agg_filter is not None:
+            if self.infer is None:
+                self.condition(agg_filter, clause, scope)
+            else:
+                self.expr(agg_filter, clause, scope)
         over = body.get("over")
         if isinstance(over, dict):
             self.window(over, scope)
@@ -422,6 +575,18 @@ _VISITORS: dict[str, Callable[[Collector, Node, str, Scope | None], None]] = {
     "ColumnRef": Collector._column_ref,
     "FuncCall": Collector.func_call,
     "SubLink": Collector._sub_link,
+    "CaseExpr": Collector._case,
     "SelectStmt": Collector._select_node,
     "RangeVar": Collector._range_var_node,
 }
+
+
+def _leftmost_targets(body: Node) -> list[Any]:
+    """The select list that names a set operation's output columns: its first arm's."""
+    while body.get("op", "SETOP_NONE") != "SETOP_NONE":
+        left = body.get("larg")
+        if not isinstance(left, dict):
+            return []
+        body = left
+    targets = body.get("targetList")
+    return targets if isinstance(targets, list) else []

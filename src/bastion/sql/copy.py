@@ -3,7 +3,8 @@
 `COPY t FROM ...` writes t, `COPY t TO ...` and `COPY (query) TO ...` read. A server-side file
 or a program (`TO PROGRAM 'sh -c ...'`) is flagged: both run with the server's privileges.
 The columns copied are reported (`*` when no column list is given): projection for COPY TO,
-assignment for COPY FROM.
+assignment for COPY FROM. COPY TO a file or program `moves_data`: what it copies leaves
+through no result set that masking could see.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def copy_statement(collector: Collector, body: Node, scope: Scope | None) -> Non
         collector.flags.add(flags.COPY_SERVER_FILE)
     else:
         target = "stdin" if is_from else "stdout"
+    # A table or query written to a server file or program leaves through no result set.
+    if not is_from and target in ("file", "program"):
+        collector.moves_data = True
     query = body.get("query")
     collector.copy = CopyInfo(
         direction="from" if is_from else "to",

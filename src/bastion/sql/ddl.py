@@ -141,7 +141,15 @@ def create_table_as(collector: Collector, body: Node, scope: Scope | None) -> No
     if isinstance(into, dict):
         for range_var in _range_vars(into.get("rel")):
             collector.write(table_from_range_var(range_var))
+    # CREATE TABLE AS, CREATE MATERIALIZED VIEW, even WITH NO DATA (a later REFRESH fills it).
+    collector.moves_data = True
     collector.expr(body.get("query"), OTHER, scope)
+
+
+def refresh(collector: Collector, body: Node, scope: Scope | None) -> None:
+    """REFRESH MATERIALIZED VIEW reruns a stored query Bastion does not see into a table."""
+    collector.moves_data = True
+    _plain_targets(collector, body, scope)
 
 
 def create_foreign_table(collector: Collector, body: Node, scope: Scope | None) -> None:
@@ -241,7 +249,7 @@ HANDLERS: dict[str, Handler] = {
     "AlterObjectSchemaStmt": _plain_targets,
     "AlterObjectDependsStmt": _plain_targets,
     "AlterOwnerStmt": _plain_targets,
-    "RefreshMatViewStmt": _plain_targets,
+    "RefreshMatViewStmt": refresh,
     "ClusterStmt": _plain_targets,
     "ReindexStmt": _plain_targets,
     "TruncateStmt": targets("relations"),

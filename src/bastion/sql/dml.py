@@ -72,7 +72,7 @@ def _where(collector: Collector, body: Node, scope: Scope) -> None:
     collector.has_where = where is not None
     if where is not None:
         collector.where_always_true = where_always_true(where)
-        collector.expr(where, WHERE, scope)
+        collector.condition(where, WHERE, scope)
 
 
 def _returning(collector: Collector, body: Node, table: TableRef | None, scope: Scope) -> None:
@@ -86,7 +86,14 @@ def _returning(collector: Collector, body: Node, table: TableRef | None, scope: 
 def insert(collector: Collector, body: Node, parent: Scope | None) -> None:
     scope = _scope(collector, body, parent)
     # The source query does not see the target, so walk it before the target joins the scope.
-    collector.expr(body.get("selectStmt"), OTHER, scope)
+    source = body.get("selectStmt")
+    subqueries = collector.subqueries
+    collector.expr(source, OTHER, scope)
+    select = body_of(source, "SelectStmt")
+    if select is not None and (
+        not select.get("valuesLists") or collector.subqueries > subqueries
+    ):  # INSERT ... SELECT, or VALUES ((SELECT ...)): rows copied from other tables
+        collector.moves_data = True
     table = _target(collector, body, scope)
     for name in target_names(body.get("cols")):
         collector.column(name, ASSIGNMENT, table)
@@ -103,9 +110,9 @@ def insert(collector: Collector, body: Node, parent: Scope | None) -> None:
                     collector.column(str(index_elem["name"]), OTHER, table)
                 elif index_elem is not None:
                     collector.expr(index_elem.get("expr"), OTHER, scope)
-            collector.expr(infer.get("whereClause"), WHERE, scope)
+            collector.condition(infer.get("whereClause"), WHERE, scope)
         _assignments(collector, conflict.get("targetList"), table, scope)
-        collector.expr(conflict.get("whereClause"), WHERE, scope)
+        collector.condition(conflict.get("whereClause"), WHERE, scope)
     _returning(collector, body, table, scope)
 
 
@@ -138,13 +145,13 @@ def merge(collector: Collector, body: Node, parent: Scope | None) -> None:
     if table is not None:
         collector.read(table)
     collector.from_item(body.get("sourceRelation"), scope)
-    collector.expr(body.get("joinCondition"), JOIN, scope)
+    collector.condition(body.get("joinCondition"), JOIN, scope)
     for when in body.get("mergeWhenClauses") or ():
         clause = body_of(when, "MergeWhenClause")
         if clause is None:
             collector.expr(when, OTHER, scope)
             continue
-        collector.expr(clause.get("condition"), WHERE, scope)
+        collector.condition(clause.get("condition"), WHERE, scope)
         _assignments(collector, clause.get("targetList"), table, scope)
         collector.expr(clause.get("values"), VALUES, scope)
     _returning(collector, body, table, scope)

@@ -198,8 +198,11 @@ FIXED_KINDS: dict[str, tuple[str, str | None]] = {
 
 
 def _select(body: Node) -> tuple[str, str | None]:
+    # SELECT ... INTO new_table; in a set operation the INTO sits in the leftmost arm.
+    while body.get("op", "SETOP_NONE") != "SETOP_NONE" and isinstance(body.get("larg"), dict):
+        body = body["larg"]
     if body.get("intoClause"):
-        return "create_table_as", "table"  # SELECT ... INTO new_table
+        return "create_table_as", "table"
     return "select", None
 
 

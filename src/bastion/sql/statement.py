@@ -79,6 +79,14 @@ class StatementInfo:
     dynamic_sql: bool = False  # EXECUTE of a string in a DO body or function, PREPARE ... AS
     flags: frozenset[str] = frozenset()  # facts guardrails look for, see docs/policy.md
     inner: tuple[StatementInfo, ...] = ()  # EXPLAIN's, PREPARE's, DO body's, CTE statements
+    # Columns whose values can be learned without being returned: filtered on other than by
+    # equality with a constant, ordered, grouped, or tested in a CASE (see bastion.sql.inference).
+    # `clause` says which clause made the column one. Inner statements' are included.
+    inference_columns: tuple[ColumnRef, ...] = ()
+    # The statement copies query results somewhere other than the client: CREATE TABLE AS,
+    # SELECT INTO, CREATE / REFRESH MATERIALIZED VIEW, INSERT ... SELECT, COPY ... TO a file or
+    # program. What the source query reads is in `columns`.
+    moves_data: bool = False
 
     @property
     def parsed(self) -> bool:
