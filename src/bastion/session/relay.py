@@ -127,7 +127,10 @@ class FramedRelay:
                 return
             data = bytes(self._partial)
             self._partial = bytearray()
-        write = self._write
+        # What this call forwards is gathered and written once: a result whose rows are
+        # rewritten one by one must not cost a socket write per row.
+        out: list[bytes] = []
+        emit = out.append
         skip = self.skip_types
         unpack = _LENGTH.unpack_from
         size = len(data)
@@ -146,7 +149,8 @@ class FramedRelay:
                         f"{self._max_streamed_length}-byte limit"
                     )
                 if end > size:
-                    write(data[start:] if start else data)
+                    emit(data[start:] if start else data)
+                    self._write_all(out)
                     self._stream_left = end - size
                     return
                 pos = end
@@ -164,7 +168,8 @@ class FramedRelay:
             skip = self.skip_types  # the inspector may switch row inspection on or off
             if self._holding:
                 if pos > start:
-                    write(data[start:pos])
+                    emit(data[start:pos])
+                self._write_all(out)
                 if self._held_first is None:
                     self._held += data[pos:]
                 else:
@@ -173,17 +178,24 @@ class FramedRelay:
                 return
             if replacement is not None:
                 if pos > start:
-                    write(data[start:pos])
+                    emit(data[start:pos])
                 if replacement:
-                    write(replacement)
+                    emit(replacement)
                 start = end
             pos = end
         if pos > start:
-            write(data if start == 0 and pos == size else data[start:pos])
+            emit(data if start == 0 and pos == size else data[start:pos])
+        self._write_all(out)
         if pos < size:
             self._partial = bytearray(data[pos:])
             if size - pos < 5:
                 self._need = 5
+
+    def _write_all(self, pieces: list[bytes]) -> None:
+        if len(pieces) == 1:
+            self._write(pieces[0])
+        elif pieces:
+            self._write(b"".join(pieces))
 
     @property
     def buffered(self) -> int:
