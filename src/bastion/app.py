@@ -439,6 +439,7 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
     metrics.bind_gauges(
         active_sessions=lambda: gateway.active_sessions,
         approvals_waiting=lambda: approvals.waiting,
+        approvals_pending=lambda: approvals.pending,
         sessions_by_target=gateway.sessions.count_by_target,
         audit_queue_depth=(lambda: writer.queue_depth) if writer else None,
         audit_lag_seconds=(lambda: writer.lag_seconds) if writer else None,

@@ -316,6 +316,12 @@ def test_requests_and_decisions_are_audited_and_failed_notifications_are_visible
     statement = f"DELETE FROM {victim} WHERE id = 8"
     client = _psql(gated, "dana", "dana-secret-1", statement)
     request = _pending(store, statement)
+    pending = [
+        line
+        for line in httpx.get(f"{api}/metrics").text.splitlines()
+        if line.startswith("bastion_approvals_pending ")
+    ]
+    assert pending and float(pending[0].split()[1]) >= 1
     reply = httpx.post(
         f"{api}/v1/approvals/{request.id}/approve", json={"comment": "fine"}, headers=headers
     )

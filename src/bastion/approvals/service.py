@@ -30,6 +30,7 @@ from bastion.approvals.store import ApprovalStore
 
 log = logging.getLogger("bastion.approvals")
 
+_PENDING_COUNT_LIMIT = 10_000
 # How often lapsed requests and grants are moved to `expired`, in poller turns.
 _EXPIRE_EVERY = timedelta(seconds=30)
 
@@ -91,6 +92,9 @@ class ApprovalService:
         self._wakeup: asyncio.Event | None = None
         self._poller: asyncio.Task[None] | None = None
         self._last_expiry = datetime.min.replace(tzinfo=UTC)
+        # Requests waiting for a decision in the shared store, across instances (refreshed
+        # with the expiry sweep, and at once when this instance creates or decides one).
+        self.pending = 0
 
     def add_listener(self, listener: ApprovalListener) -> None:
         self._listeners.append(listener)
@@ -141,6 +145,7 @@ class ApprovalService:
         )
         self._emit("voted", request, approver.name)
         if request.state is not ApprovalState.PENDING:
+            self.pending = max(0, self.pending - 1)
             self._emit(str(request.state), request, approver.name)
             self._resolve(request)
         return request
@@ -163,6 +168,7 @@ class ApprovalService:
         if pending is not None:
             return Held(pending, created=False)
         request = await asyncio.to_thread(self.store.create, draft, now)
+        self.pending += 1
         self._emit("requested", request, draft.requester)
         return Held(request, created=True)
 
@@ -204,6 +210,7 @@ class ApprovalService:
     async def withdraw(self, request_id: int, reason: str, actor: str) -> ApprovalRequest | None:
         request = await asyncio.to_thread(self.store.withdraw, request_id, reason, self._clock())
         if request is not None:
+            self.pending = max(0, self.pending - 1)
             self._emit("withdrawn", request, actor)
             self._resolve(request)
         return request
@@ -251,6 +258,10 @@ class ApprovalService:
             for request in await asyncio.to_thread(self.store.expire, now):
                 self._emit("expired", request, "bastion")
                 self._resolve(request)
+            pending = await asyncio.to_thread(
+                self.store.list, states=(ApprovalState.PENDING,), limit=_PENDING_COUNT_LIMIT
+            )
+            self.pending = len(pending)
         ids = list(self._waiters)
         if not ids:
             return

@@ -125,6 +125,11 @@ class BastionMetrics:
             ["channel", "outcome"],
             registry=r,
         )
+        self.approvals_pending = Gauge(
+            "bastion_approvals_pending",
+            "Approval requests waiting for a decision in the shared store (all instances).",
+            registry=r,
+        )
         self.approvals_waiting = Gauge(
             "bastion_approvals_waiting",
             "Statements of this instance's sessions waiting for an approval decision now.",
@@ -138,6 +143,7 @@ class BastionMetrics:
         audit_lag_seconds: Callable[[], float] | None = None,
         audit_healthy: Callable[[], float] | None = None,
         approvals_waiting: Callable[[], float] | None = None,
+        approvals_pending: Callable[[], float] | None = None,
         sessions_by_target: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         """Read live state at scrape time."""
@@ -146,6 +152,8 @@ class BastionMetrics:
             self.sessions_by_target.source = sessions_by_target
         if approvals_waiting is not None:
             self.approvals_waiting.set_function(approvals_waiting)
+        if approvals_pending is not None:
+            self.approvals_pending.set_function(approvals_pending)
         if audit_queue_depth is not None:
             self.audit_queue_depth.set_function(audit_queue_depth)
         if audit_lag_seconds is not None:
