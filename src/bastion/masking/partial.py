@@ -23,14 +23,23 @@ _GENERIC_MIN_LENGTH = 12
 def keep_ends(text: str, keep_first: int, keep_last: int) -> str:
     """Mask letters and digits except the first `keep_first` and last `keep_last` of them;
     separators and punctuation stay. At most half of them stays visible."""
+    if text.isalnum():  # the common case (a bare card or account number): slices, no loop
+        first, last = _kept(len(text), keep_first, keep_last)
+        return text[:first] + MASK_CHAR * (len(text) - first - last) + text[len(text) - last :]
     positions = [index for index, char in enumerate(text) if char.isalnum()]
-    while keep_first + keep_last > len(positions) // 2 and (keep_first or keep_last):
+    keep_first, keep_last = _kept(len(positions), keep_first, keep_last)
+    masked = set(positions[keep_first : len(positions) - keep_last])
+    return "".join(MASK_CHAR if index in masked else char for index, char in enumerate(text))
+
+
+def _kept(count: int, keep_first: int, keep_last: int) -> tuple[int, int]:
+    """keep_ends' rule for `count` letters and digits: at most half of them stay visible."""
+    while keep_first + keep_last > count // 2 and (keep_first or keep_last):
         if keep_last >= keep_first:
             keep_last -= 1
         else:
             keep_first -= 1
-    masked = set(positions[keep_first : len(positions) - keep_last])
-    return "".join(MASK_CHAR if index in masked else char for index, char in enumerate(text))
+    return keep_first, keep_last
 
 
 def _email(text: str) -> str | None:
