@@ -116,9 +116,9 @@ def test_dana_is_still_stopped_by_deny_guardrails(demo: PolicyEngine, stmt: Stat
     assert decision.rule.startswith("guardrail.")
 
 
-def test_agent_selects_with_a_row_cap(demo: PolicyEngine) -> None:
+def test_agent_selects_with_a_row_cap_and_sees_tokens(demo: PolicyEngine) -> None:
     assert demo.decide(AGENT, [select()]) == Allow(
-        "reporting-agent-select", Obligations(read_only=True, max_rows=1000)
+        "reporting-agent-select", Obligations(read_only=True, max_rows=1000, mask_with="hash")
     )
     assert demo.connect(AGENT) == SessionPlan("agents-readonly-credential", "readonly", True)
 

@@ -66,6 +66,7 @@ class ResultMaskPlanner:
         # key cannot be reused by a later snapshot while the entry exists.
         self._plans: dict[tuple[object, ...], tuple[tuple[object, object], RowMaskPlan | None]] = {}
         self._names: dict[int, tuple[object, _Names]] = {}
+        self._strategy_builders: dict[Strategy, MaskPlanBuilder] = {}
         # What happens to statements that would reveal masked values other than in their
         # results: "deny", "require_approval" or "allow" (masking.inference_guard, and
         # masking.moving_masked_data for copies into tables and files).
@@ -78,23 +79,24 @@ class ResultMaskPlanner:
         statement: StatementInfo | None,
         columns: Sequence[OriginColumn],
         unmask: frozenset[str] = frozenset(),
+        mask_with: str | None = None,
     ) -> RowMaskPlan | None:
         target = str(getattr(context, "target", ""))
         source = self._sources.get(target)
         classifications = source.classifications if source is not None else {}
         # Only results with computed columns depend on the statement (their taint).
         computed = statement if any(not c.table_oid for c in columns) else None
-        key = (target, id(classifications), tuple(columns), unmask, id(computed))
+        key = (target, id(classifications), tuple(columns), unmask, mask_with, id(computed))
         try:
             kept, cached = self._plans[key]
         except KeyError:
             pass
         except TypeError:  # columns that are not hashable: plan without the cache
-            return self._build(source, classifications, columns, statement, unmask)
+            return self._build(source, classifications, columns, statement, unmask, mask_with)
         else:
             if kept[0] is classifications and kept[1] is computed:
                 return cached.fresh() if cached is not None else None
-        plan = self._build(source, classifications, columns, statement, unmask)
+        plan = self._build(source, classifications, columns, statement, unmask, mask_with)
         if len(self._plans) >= _CACHE_LIMIT:
             self._plans.clear()
         # The entry keeps what its key's ids point to alive, so those ids are not reused.
@@ -118,6 +120,7 @@ class ResultMaskPlanner:
         columns: Sequence[OriginColumn],
         statement: StatementInfo | None,
         unmask: frozenset[str],
+        mask_with: str | None = None,
     ) -> RowMaskPlan | None:
         ready = source is not None and source.ready
         unknown_table = False
@@ -146,7 +149,23 @@ class ResultMaskPlanner:
             source.invalidate()
         if unmask:
             decisions = [_unmasked(decision, unmask) for decision in decisions]
-        return self.builder.build(columns, decisions)
+        if mask_with is None:
+            return self.builder.build(columns, decisions)
+        strategy = Strategy(mask_with)
+        decisions = [_with_strategy(decision, strategy) for decision in decisions]
+        return self._builder_for(strategy).build(columns, decisions)
+
+    def _builder_for(self, strategy: Strategy) -> MaskPlanBuilder:
+        """A builder whose every class uses `strategy` (free-text findings included)."""
+        builder = self._strategy_builders.get(strategy)
+        if builder is None:
+            builder = MaskPlanBuilder(
+                scanner=self.builder.scanner,
+                key=self.builder.key,
+                strategies=dict.fromkeys(SensitiveClass, strategy),
+            )
+            self._strategy_builders[strategy] = builder
+        return builder
 
     def guard(
         self, context: object, statement: StatementInfo, unmask: frozenset[str]
@@ -300,3 +319,9 @@ _CLAUSE_WORDS = {
     "window": "a window",
     "projection": "a CASE condition",
 }
+
+
+def _with_strategy(decision: Classification, strategy: Strategy) -> Classification:
+    if decision.action is not Action.MASK or decision.sensitive_class is None:
+        return decision
+    return Classification.masked(decision.sensitive_class, strategy, decision.reason)

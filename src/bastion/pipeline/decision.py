@@ -17,6 +17,7 @@ class Obligations:
     read_only: bool = False
     max_rows: int | None = None
     unmask: frozenset[str] = frozenset()  # sensitive classes shown in clear, or {"all"}
+    mask_with: str | None = None  # one masking strategy for every class, instead of theirs
 
 
 NO_OBLIGATIONS = Obligations()

@@ -58,9 +58,11 @@ class MaskPlanner(Protocol):
         statement: StatementInfo | None,
         columns: Sequence[Column],
         unmask: frozenset[str] = frozenset(),
+        mask_with: str | None = None,
     ) -> MaskPlan | None:
         """None means no column needs work: rows pass through as raw bytes. `unmask` names
-        the sensitive classes the policy lets this statement see in clear ("all": every one)."""
+        the sensitive classes the policy lets this statement see in clear ("all": every one);
+        `mask_with` is one strategy to use for every class instead of each class's own."""
         ...
 
     def changed(self, context: ConnectionContext) -> None:
@@ -125,6 +127,7 @@ class NoMasking:
         statement: StatementInfo | None,
         columns: Sequence[Column],
         unmask: frozenset[str] = frozenset(),
+        mask_with: str | None = None,
     ) -> MaskPlan | None:
         return None
 

@@ -29,9 +29,15 @@ def merge_obligations(allows: Sequence[Obligations]) -> Obligations:
     limits = [o.max_rows for o in allows if o.max_rows is not None]
     max_rows = min(limits) if limits else None
     unmask = _common_unmask([o.unmask for o in allows])
-    if not read_only and max_rows is None and not unmask:
+    strategies = [o.mask_with for o in allows if o.mask_with is not None]
+    mask_with = min(strategies, key=_SHOWS_LEAST.index) if strategies else None
+    if not read_only and max_rows is None and not unmask and mask_with is None:
         return NO_OBLIGATIONS
-    return Obligations(read_only, max_rows, unmask)
+    return Obligations(read_only, max_rows, unmask, mask_with)
+
+
+# Masking strategies, from the one that shows least to the one that shows most.
+_SHOWS_LEAST = ("null", "redact", "hash", "partial")
 
 
 def _common_unmask(grants: Sequence[frozenset[str]]) -> frozenset[str]:

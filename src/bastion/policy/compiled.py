@@ -80,6 +80,7 @@ def compile_rule(rule: Rule) -> CompiledRule:
                 rule.obligations.read_only,
                 rule.obligations.max_rows,
                 frozenset(rule.obligations.unmask),
+                rule.obligations.mask_with,
             )
         decision = Allow(rule.id, obligations)
     elif rule.effect == Effect.DENY:

@@ -219,6 +219,13 @@ class RuleObligations(BaseModel):
         "recorded.",
     )
 
+    mask_with: Literal["redact", "partial", "hash", "null"] | None = Field(
+        default=None,
+        description="The strategy for every value masked for this rule's identities, instead "
+        "of each class's own: hash gives deterministic tokens (joins and GROUP BY still work), "
+        "for example for an agent.",
+    )
+
     @field_validator("unmask")
     @classmethod
     def _known_classes(cls, value: list[str]) -> list[str]:

@@ -539,7 +539,9 @@ class RelayMachine:
         entry.unmasked = bool(_unmask(entry.decision))
         info = entry.statements[0] if entry.statements else None
         if masking.knows_portal(execute.portal):
-            entry.mask_plan = masking.for_execute(execute.portal, info, _unmask(entry.decision))
+            entry.mask_plan = masking.for_execute(
+                execute.portal, info, _unmask(entry.decision), _mask_with(entry.decision)
+            )
             self._pending.append(entry)
             return FORWARD
         describe = _Pending(F_DESCRIBE, injected=True)
@@ -565,7 +567,7 @@ class RelayMachine:
         if target is not None:
             info = target.statements[0] if target.statements else None
             target.mask_plan = masking.for_execute(
-                head.statement_name, info, _unmask(target.decision)
+                head.statement_name, info, _unmask(target.decision), _mask_with(target.decision)
             )
 
     @property
@@ -681,7 +683,9 @@ class RelayMachine:
                     info = (
                         head.statements[head.index] if head.index < len(head.statements) else None
                     )
-                    head.mask_plan = self._masking.for_rows(info, body, _unmask(head.decision))
+                    head.mask_plan = self._masking.for_rows(
+                        info, body, _unmask(head.decision), _mask_with(head.decision)
+                    )
                     head.unmasked = bool(_unmask(head.decision))
             else:
                 self._desync(type_byte, op)
@@ -912,6 +916,10 @@ def _copies_out(info: StatementInfo) -> bool:
     if copy is not None and copy.direction == "to" and copy.target == "stdout":
         return True
     return any(_copies_out(inner) for inner in info.inner)
+
+
+def _mask_with(decision: Decision) -> str | None:
+    return decision.obligations.mask_with if isinstance(decision, Allow) else None
 
 
 def _unmask(decision: Decision) -> frozenset[str]:

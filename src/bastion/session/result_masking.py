@@ -78,21 +78,29 @@ class ResultMasking:
     # Plans.
 
     def for_rows(
-        self, statement: StatementInfo | None, body: memoryview, unmask: frozenset[str]
+        self,
+        statement: StatementInfo | None,
+        body: memoryview,
+        unmask: frozenset[str],
+        mask_with: str | None = None,
     ) -> MaskPlan | None:
         """The plan for a result whose RowDescription is `body` (simple Query)."""
         columns = backend.decode_row_description(body)
-        return self._planner.plan(self._context, statement, columns, unmask)
+        return self._planner.plan(self._context, statement, columns, unmask, mask_with)
 
     def for_execute(
-        self, portal: str, statement: StatementInfo | None, unmask: frozenset[str]
+        self,
+        portal: str,
+        statement: StatementInfo | None,
+        unmask: frozenset[str],
+        mask_with: str | None = None,
     ) -> MaskPlan | None:
         """The plan for an Execute of a portal whose shape is known."""
         if portal in self._suspended:  # a row-limited portal, executed again
             plan = self._suspended[portal]
             return plan.fresh() if plan is not None else None
         shape = self._portals[portal]
-        return self._planner.plan(self._context, statement, shape.columns, unmask)
+        return self._planner.plan(self._context, statement, shape.columns, unmask, mask_with)
 
     def suspended(self, portal: str, plan: MaskPlan | None) -> None:
         self._suspended[portal] = plan
