@@ -63,6 +63,16 @@ QUERIES = [
     "SELECT json_agg(email) FROM customers",
     "SELECT string_agg(ssn, ',') FROM customers",
     "SELECT email FROM customers UNION ALL SELECT token FROM api_credentials",
+    "SELECT email || '' AS e, concat(ssn) AS s FROM customers WHERE id = {id}",
+    "SELECT format('%s', email) FROM customers WHERE id = {id}",
+    "SELECT to_jsonb(c.*) FROM customers c WHERE id = {id}",
+    "SELECT c::text FROM customers c WHERE id = {id}",
+    "SELECT array_agg(email) FROM customers",
+    "SELECT email FROM customers INTERSECT SELECT email FROM customers",
+    "SELECT (SELECT ssn FROM customers WHERE id = {id}) AS scalar",
+    "SELECT l.* FROM customers c, LATERAL (SELECT c.card_number AS n) l WHERE c.id = {id}",
+    "SELECT * FROM (SELECT * FROM customers) AS derived WHERE id = {id}",
+    "EXPLAIN (ANALYZE, VERBOSE, COSTS OFF) SELECT email FROM customers WHERE id = {id}",
 ]
 
 
@@ -214,6 +224,21 @@ def test_plain_results_pass_untouched_and_cells_are_counted(
     ).stdout
     assert 'bastion_masked_cells_total{class="email"}' in metrics
     assert 'bastion_masked_cells_total{class="ssn"}' in metrics
+
+
+def test_views_created_through_bastion_are_masked_like_their_tables(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    summary = shop_db[1]
+    with psycopg.connect(masked.dsn(), autocommit=True) as conn:
+        conn.execute("DROP VIEW IF EXISTS contact_view")
+        conn.execute(
+            "CREATE VIEW contact_view AS SELECT id, email AS contact, upper(ssn) AS s "
+            "FROM customers"
+        )
+        rows = conn.execute("SELECT * FROM contact_view ORDER BY id LIMIT 5").fetchall()
+        conn.execute("DROP VIEW contact_view")
+    assert _leaks(repr(rows), summary) == []
 
 
 def test_a_table_created_through_bastion_is_classified_at_once(
