@@ -37,6 +37,7 @@ from bastion.approvals.model import (
     Verdict,
     Vote,
 )
+from bastion.approvals.rows import request_from_row, token_from_row
 from bastion.store.postgres import DEFAULT_CONNECT_TIMEOUT, PostgresConnections
 
 DEFAULT_SCHEMA = "bastion_state"
@@ -412,10 +413,6 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _maybe_utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.astimezone(UTC)
-
-
 def _draft_values(draft: RequestDraft) -> tuple[Any, ...]:
     return (
         draft.requester,
@@ -443,40 +440,8 @@ def _request(row: Sequence[Any]) -> ApprovalRequest:
             approvers or (), verdicts or (), comments or (), ats or (), strict=True
         )
     )
-    return ApprovalRequest(
-        id=int(row[0]),
-        requester=row[1],
-        requester_groups=tuple(row[2]),
-        source_address=row[3],
-        target=row[4],
-        statement=row[5],
-        parameters=tuple(row[6]),
-        fingerprint=row[7],
-        grant_key=row[8],
-        rule=row[9],
-        policy_reason=row[10],
-        reason=row[11],
-        approver_groups=tuple(row[12]),
-        min_approvals=int(row[13]),
-        session_id=row[14],
-        state=ApprovalState(row[15]),
-        created_at=_utc(row[16]),
-        expires_at=_utc(row[17]),
-        decided_at=_maybe_utc(row[18]),
-        grant_expires_at=_maybe_utc(row[19]),
-        executed_at=_maybe_utc(row[20]),
-        state_reason=row[21],
-        votes=votes,
-    )
+    return request_from_row(row, votes, tuple, _utc)
 
 
 def _token(row: Sequence[Any]) -> TokenRecord:
-    return TokenRecord(
-        id=row[0],
-        user=row[1],
-        digest=row[2],
-        label=row[3],
-        created_at=_utc(row[4]),
-        expires_at=_maybe_utc(row[5]),
-        revoked=bool(row[6]),
-    )
+    return token_from_row(row, _utc)

@@ -36,6 +36,7 @@ from bastion.approvals.model import (
     Verdict,
     Vote,
 )
+from bastion.approvals.rows import request_from_row, token_from_row
 from bastion.store.sqlite import SQLiteConnections, create_private_file, write_transaction
 
 BUSY_TIMEOUT_MS = 30_000
@@ -399,43 +400,15 @@ def _draft_values(draft: RequestDraft) -> tuple[Any, ...]:
 
 
 def _request(row: Sequence[Any], votes: tuple[Vote, ...]) -> ApprovalRequest:
-    return ApprovalRequest(
-        id=int(row[0]),
-        requester=row[1],
-        requester_groups=tuple(json.loads(row[2])),
-        source_address=row[3],
-        target=row[4],
-        statement=row[5],
-        parameters=tuple(json.loads(row[6])),
-        fingerprint=row[7],
-        grant_key=row[8],
-        rule=row[9],
-        policy_reason=row[10],
-        reason=row[11],
-        approver_groups=tuple(json.loads(row[12])),
-        min_approvals=int(row[13]),
-        session_id=row[14],
-        state=ApprovalState(row[15]),
-        created_at=_time(row[16]),
-        expires_at=_time(row[17]),
-        decided_at=_maybe_time(row[18]),
-        grant_expires_at=_maybe_time(row[19]),
-        executed_at=_maybe_time(row[20]),
-        state_reason=row[21],
-        votes=votes,
-    )
+    return request_from_row(row, votes, _strings, _time)
+
+
+def _strings(text: str) -> tuple[Any, ...]:
+    return tuple(json.loads(text))
 
 
 def _token(row: Sequence[Any]) -> TokenRecord:
-    return TokenRecord(
-        id=row[0],
-        user=row[1],
-        digest=row[2],
-        label=row[3],
-        created_at=_time(row[4]),
-        expires_at=_maybe_time(row[5]),
-        revoked=bool(row[6]),
-    )
+    return token_from_row(row, _time)
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
@@ -458,7 +431,3 @@ def _maybe_us(moment: datetime | None) -> int | None:
 
 def _time(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=int(us))
-
-
-def _maybe_time(us: int | None) -> datetime | None:
-    return None if us is None else _time(us)

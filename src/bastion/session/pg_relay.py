@@ -715,7 +715,9 @@ class RelayMachine:
         elif type_byte == B_PARAMETER_DESCRIPTION:
             if op != F_DESCRIBE or not head.described_statement:
                 self._desync(type_byte, op)
-            if head.statement_name is not None:
+            # Masking names every Describe; the types matter only to approvers and recorded
+            # parameters.
+            if head.statement_name is not None and self._needs_types(head.statement_name):
                 self._learn_types(head.statement_name, body)
         elif type_byte == B_PORTAL_SUSPENDED:
             self._expect_pop(op, F_EXECUTE, type_byte)
