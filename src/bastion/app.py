@@ -43,6 +43,7 @@ from bastion.identity.directory import IdentityDirectory
 from bastion.identity.ratelimit import AuthRateLimiter
 from bastion.identity.users_file import UsersFile
 from bastion.logs import log_writer
+from bastion.masking.bulk import ContentScanner
 from bastion.masking.plan import MaskPlanBuilder
 from bastion.masking.plan import mask_text as default_mask_text
 from bastion.masking.result_planner import ResultMaskPlanner
@@ -154,7 +155,8 @@ def build_masking(
             tls_ca=target.tls_ca,
             ttl_seconds=settings.catalog_ttl_seconds,
         )
-    builder = MaskPlanBuilder(key=TokenKey(key_bytes), strategies=strategies)
+    scanner = ContentScanner(user_patterns=settings.user_patterns())
+    builder = MaskPlanBuilder(scanner=scanner, key=TokenKey(key_bytes), strategies=strategies)
     planner = ResultMaskPlanner(builder, caches)
     planner.inference_effect = settings.inference_guard
     planner.moving_effect = settings.moving_masked_data

@@ -259,3 +259,21 @@ def test_config_from_mapping_without_base_dir_keeps_relative_paths() -> None:
     assert config.data_dir == Path("state")
     assert config.source == "<memory>"
     assert config.source_dir is None
+
+
+def test_masking_patterns_load_and_bad_ones_are_named(write_config: WriteConfig) -> None:
+    good = "masking:\n  patterns:\n    - {name: staff, regex: 'EMP-[0-9]{6}', class: national_id}\n"
+    (pattern,) = load_config(write_config(good)).masking.user_patterns()
+    assert (pattern.name, pattern.regex, str(pattern.sensitive_class)) == (
+        "staff",
+        "EMP-[0-9]{6}",
+        "national_id",
+    )
+    message = load_error(write_config("masking:\n  patterns:\n    - {name: x, regex: '(EMP'}\n"))
+    assert "masking.patterns" in message and "'x' is not a valid RE2 expression" in message
+    message = load_error(write_config("masking:\n  patterns:\n    - {name: y, regex: 'a|'}\n"))
+    assert "matches the empty string" in message
+    message = load_error(
+        write_config("masking:\n  patterns:\n    - {name: z, regex: 'a', clas: x}\n")
+    )
+    assert "did you mean 'class'" in message

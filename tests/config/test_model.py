@@ -196,4 +196,4 @@ def test_every_model_forbids_unknown_keys_and_documents_every_key() -> None:
         assert model.model_config.get("extra") == "forbid", model.__name__
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no description"
-            assert f"| `{name}` |" in reference
+            assert f"| `{field.alias or name}` |" in reference

@@ -34,11 +34,17 @@ def masked(
 ) -> Iterator[BastionProcess]:
     workdir: Path = tmp_path_factory.mktemp("masked")
     target = shop_target(postgres_endpoint, shop_db[0])
-    extra = {"audit": {"enabled": True}}
+    extra = {
+        "audit": {"enabled": True},
+        "masking": {"patterns": [{"name": "ticket", "regex": TICKET, "class": "national_id"}]},
+    }
     with running_bastion(
         workdir, [target], extra=extra, env=upstream_env(postgres_endpoint), admin_port=0
     ) as proc:
         yield proc
+
+
+TICKET = r"TCK-[0-9]{5}"
 
 
 def _leaks(text: str, summary: SampleSummary) -> list[str]:
@@ -207,6 +213,16 @@ def test_notify_payloads_are_scanned(
         conn.execute("SELECT pg_notify('leaks', 'customer ' || %s)", (email,))
         notes = list(conn.notifies(timeout=2, stop_after=1))
     assert notes and email not in notes[0].payload and "customer" in notes[0].payload
+
+
+def test_patterns_of_the_configuration_are_found_in_free_text(masked: BastionProcess) -> None:
+    sql = "SELECT 'see TCK-48151 and TCK-6234' AS note, 'TCK-62342' = %s AS same"
+    with psycopg.connect(masked.dsn()) as conn:
+        for binary in (False, True):
+            note, same = conn.cursor(binary=binary).execute(sql, ("TCK-62342",)).fetchone()
+            assert "TCK-48151" not in note and note.startswith("see ")
+            assert note.endswith(" and TCK-6234")  # four digits: not the pattern, kept
+            assert same is True  # a parameter is not a result: compared as sent
 
 
 def test_plain_results_pass_untouched_and_cells_are_counted(

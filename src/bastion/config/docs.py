@@ -158,7 +158,7 @@ def _render_section(section: Section, by_model: dict[type[BaseModel], Section]) 
     ]
     for name, field in section.model.model_fields.items():
         cells = (
-            f"`{name}`",
+            f"`{field.alias or name}`",
             _type_text(field.annotation, by_model) + _constraints(field),
             _default_text(field),
             field.description or "",

@@ -185,7 +185,11 @@ def _message(error: ErrorDetails) -> str:
         loc = error["loc"]
         _, parent = _follow(loc[:-1])
         model = _model_in(parent)
-        known = list(model.model_fields) if model is not None else []
+        known = (
+            [field.alias or name for name, field in model.model_fields.items()]
+            if model is not None
+            else []
+        )
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
     if kind == "missing":
@@ -245,8 +249,9 @@ def _follow(loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], Any]:
         kept.append(part)
         model = _model_in(annotation)
         origin = typing.get_origin(annotation)
-        if model is not None and isinstance(part, str) and part in model.model_fields:
-            annotation = model.model_fields[part].annotation
+        fields = {f.alias or n: f for n, f in model.model_fields.items()} if model else {}
+        if isinstance(part, str) and part in fields:
+            annotation = fields[part].annotation
         elif origin in (list, tuple) and isinstance(part, int):
             annotation = typing.get_args(annotation)[0]
         elif origin is dict:

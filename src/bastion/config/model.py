@@ -31,8 +31,10 @@ from pydantic import (
 
 from bastion.config import secrets
 from bastion.config.secrets import SecretRef
+from bastion.errors import ConfigError
 from bastion.identity.records import OidcIssuer, UserRecord
 from bastion.masking.classes import SensitiveClass, Strategy, parse_class, parse_strategy
+from bastion.masking.user_patterns import UserPattern, UserPatternSet
 
 TARGET_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"
 TARGET_NAME_RE = re.compile(TARGET_NAME_PATTERN)
@@ -628,6 +630,33 @@ class Logging(BaseModel):
     )
 
 
+class MaskingPattern(BaseModel):
+    """A value pattern of your own, found in free text like the built-in detectors' finds."""
+
+    model_config = MODEL_CONFIG
+
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="What the pattern finds, as audit records and `bastion classify` name it.",
+    )
+    regex: str = Field(
+        min_length=1,
+        description="The pattern, in RE2 syntax (linear-time matching; no backreferences or "
+        "lookarounds), such as `EMP-[0-9]{6}`. `^` and `$` anchor at a value's start and end.",
+    )
+    sensitive_class: ClassName = Field(
+        default="secret",
+        alias="class",
+        description="The sensitive class of what it finds, which picks the masking strategy "
+        "(default secret).",
+    )
+
+    def user_pattern(self) -> UserPattern:
+        return UserPattern(self.name, self.regex, parse_class(self.sensitive_class))
+
+
 class Masking(BaseModel):
     """Masking sensitive values in results before they reach clients (docs/masking.md)."""
 
@@ -643,6 +672,12 @@ class Masking(BaseModel):
         description="Strategy per sensitive class, replacing that class's default, such as "
         "`email: hash` or `phone: redact`. Strategies: redact, partial, hash (a deterministic "
         "token, so joins still work) and null. A label's own strategy (`email:hash`) wins.",
+    )
+    patterns: list[MaskingPattern] = Field(
+        default_factory=list,
+        description="Value patterns of your own, scanned for in every text value next to the "
+        "built-in detectors (emails, cards, keys...): internal ids, customer numbers. Each "
+        "has a name, an RE2 `regex` and a `class`.",
     )
     catalog_ttl_seconds: float = Field(
         default=300,
@@ -676,6 +711,23 @@ class Masking(BaseModel):
     @classmethod
     def _resolve_hash_key(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else _existing_file(_resolve(value, info))
+
+    @field_validator("patterns")
+    @classmethod
+    def _compile_patterns(cls, value: list[MaskingPattern]) -> list[MaskingPattern]:
+        names = [pattern.name for pattern in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"pattern names must be unique: {', '.join(repeated)}")
+        try:
+            UserPatternSet([pattern.user_pattern() for pattern in value])
+        except ConfigError as error:  # the messages name the pattern and what is wrong
+            raise ValueError(str(error)) from error
+        return value
+
+    def user_patterns(self) -> list[UserPattern]:
+        """`patterns` as the content scanner takes them."""
+        return [pattern.user_pattern() for pattern in self.patterns]
 
     def strategy_overrides(self) -> dict[SensitiveClass, Strategy]:
         """`strategies` as the masking engine takes them."""

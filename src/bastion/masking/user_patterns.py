@@ -37,6 +37,11 @@ def _options() -> Any:
     return options
 
 
+def _message(error: Exception) -> str:
+    detail = error.args[0] if error.args else error
+    return detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     pattern: UserPattern
@@ -63,7 +68,8 @@ class UserPatternSet:
                 self._prefilter.Add(b"(?m)" + pattern.regex.encode())
             except re2.error as error:
                 raise ConfigError(
-                    f"masking pattern {pattern.name!r} is not a valid RE2 expression: {error}"
+                    f"masking pattern {pattern.name!r} is not a valid RE2 expression: "
+                    f"{_message(error)}"
                 ) from error
             if regex.search(b"") is not None:
                 raise ConfigError(
