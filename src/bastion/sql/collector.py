@@ -31,13 +31,14 @@ from bastion.sql.inference import (
 )
 from bastion.sql.kinds import OTHER as OTHER_KIND
 from bastion.sql.kinds import UNKNOWN, classify, is_statement
+from bastion.sql.outputs import statement_outputs
 from bastion.sql.relations import (
     Relation,
     Scope,
     alias_name,
     table_from_range_var,
 )
-from bastion.sql.statement import ColumnRef, CopyInfo, StatementInfo, TableRef
+from bastion.sql.statement import ColumnRef, CopyInfo, OutputColumn, StatementInfo, TableRef
 from bastion.sql.walker import Node, body_of, list_items, strings, unwrap
 
 AnalyzeText = Callable[[str], tuple[StatementInfo, ...]]
@@ -83,6 +84,7 @@ class Collector:
         "modifying_cte",
         "moves_data",
         "normalized",
+        "outputs",
         "reads",
         "subqueries",
         "text",
@@ -118,6 +120,7 @@ class Collector:
         self.infer: str | None = None
         self.moves_data = False
         self.subqueries = 0  # SubLinks walked so far (INSERT ... VALUES ((SELECT ...)))
+        self.outputs: tuple[OutputColumn, ...] | None = None
 
     # -- results -----------------------------------------------------------------------------
 
@@ -155,6 +158,7 @@ class Collector:
             inner=tuple(self.inner),
             inference_columns=tuple(self.inference),
             moves_data=self.moves_data,
+            outputs=self.outputs,
         )
 
     def absorb(self, info: StatementInfo, with_columns: bool) -> None:
@@ -205,6 +209,9 @@ class Collector:
             handler(self, body, scope)
         else:
             self.walk_fields(body, OTHER, scope)
+        # A pass of its own over the select list (bastion.sql.outputs): cheap, and it keeps
+        # per-column lineage out of the walk every statement's analysis goes through.
+        self.outputs = statement_outputs(node_type, body)
         return kind, object_type
 
     def sub_statement(self, node: Node, scope: Scope | None) -> StatementInfo:

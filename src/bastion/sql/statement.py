@@ -38,14 +38,51 @@ class ColumnRef:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputColumn:
+    """One column of a statement's result, in result order, and the source columns its value
+    is computed from.
+
+    `refs` are the columns the expression reads (those only in a CASE condition, a FILTER or
+    a window too), each with its base table; a ref without one makes the output opaque.
+    `plain` says the expression is a single column reference
+    and nothing else (`c.email`, not `c.email::text` nor `upper(c.email)`); it is syntactic,
+    so a plain output can be opaque too (`s.email` from a subquery `s`). `star` stands for
+    every column of `refs[0].table`, in the table's order (`*` or `t.*` over one base table).
+    `opaque` means the lineage is not fully known (a column of a subquery, CTE or function,
+    an ambiguous name, a whole-row reference, a subquery in the expression): treat the column
+    as possibly reading any column the statement reads.
+    """
+
+    refs: tuple[ColumnRef, ...] = ()
+    plain: bool = False
+    star: bool = False
+    opaque: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CopyInfo:
-    """COPY's direction and endpoint. `target` is stdin, stdout, program or file; `path` the
-    program command or server file name when there is one."""
+    """COPY's direction, endpoint and data format. `target` is stdin, stdout, program or file;
+    `path` the program command or server file name when there is one.
+
+    The format options are as written: `delimiter`, `null`, `quote`, `escape` and `encoding`
+    are None when not given (the format's default applies). `options_known` is False when an
+    option or its value could not be read (an unexpected node, an unknown option or format
+    name): the server rejects those, but a caller that must understand the data refuses.
+    """
 
     direction: str  # "from" or "to"
     target: str
     path: str | None = None
     query: bool = False  # COPY (query) TO ...
+    format: str = "text"  # text, csv or binary
+    delimiter: str | None = None
+    null: str | None = None
+    header: bool = False  # HEADER MATCH (COPY FROM only) counts as a header
+    quote: str | None = None
+    escape: str | None = None
+    force_quote: bool = False  # FORCE_QUOTE given, for some columns or all
+    encoding: str | None = None
+    options_known: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +124,11 @@ class StatementInfo:
     # SELECT INTO, CREATE / REFRESH MATERIALIZED VIEW, INSERT ... SELECT, COPY ... TO a file or
     # program. What the source query reads is in `columns`.
     moves_data: bool = False
+    # The result's columns, in order, with the columns each reads (see OutputColumn): for a
+    # SELECT, VALUES, a RETURNING list, and COPY ... TO. None for other statements and when
+    # the result's columns cannot be lined up with the select list (`*` over a join or a
+    # subquery, `(x).*`, a set operation whose arms disagree).
+    outputs: tuple[OutputColumn, ...] | None = None
 
     @property
     def parsed(self) -> bool:
