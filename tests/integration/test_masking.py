@@ -6,7 +6,9 @@ drivers (dates are dates, ints are ints)."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime
+import io
 import json
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.string import TextLoader
 
 from bastion.demo.sample import SampleSummary
 from support.asyncpg_client import asyncpg_connect
@@ -362,6 +365,11 @@ def test_the_policy_unmasks_for_entitled_identities_and_records_it(
     with psycopg.connect(entitled.dsn("sam", "sam-secret-1")) as conn:
         email, ssn = conn.execute(sql, (first.id,)).fetchone()  # type: ignore[misc]
         assert email == first.email and ssn != first.ssn
+        # The grant of e-mails holds inside scanned text too; other finds there stay masked.
+        note = f"write to {first.email}, card {first.card_number}"
+        (seen,) = conn.execute("SELECT %s::text AS note", (note,)).fetchone()  # type: ignore[misc]
+        assert seen.startswith(f"write to {first.email}, card ")
+        assert first.card_number not in seen
     with psycopg.connect(entitled.dsn()) as conn:  # alice: no grant
         email, ssn = conn.execute(sql, (first.id,)).fetchone()  # type: ignore[misc]
         assert email != first.email and ssn != first.ssn
@@ -395,31 +403,194 @@ def test_an_agent_sees_deterministic_tokens(
     assert _leaks(repr(first), summary) == []
 
 
-def test_copy_to_stdout_cannot_bypass_masking(
+COPY_OUT_FORMATS = [
+    ("", "\t", False),
+    ("WITH (FORMAT csv)", ",", False),
+    ("WITH CSV HEADER", ",", True),
+    ("WITH (FORMAT csv, DELIMITER '|', NULL 'nil', QUOTE '''')", "|", False),
+    ("WITH (DELIMITER ';', NULL '')", ";", False),
+]
+CUSTOMER_COLUMNS = "id, full_name, email, phone, card_number, ssn, birth_date, city, notes"
+
+
+def _select_as_text(dsn: str, sql: str) -> list[tuple[str | None, ...]]:
+    """A result as the text the server's output functions write, which is what COPY sends."""
+    with psycopg.connect(dsn) as conn:
+        cursor = conn.cursor()
+        for oid in (23, 20, 1082, 1700, 1184):  # int4, int8, date, numeric, timestamptz
+            cursor.adapters.register_loader(oid, TextLoader)
+        return [tuple(row) for row in cursor.execute(sql).fetchall()]
+
+
+def _copied(dsn: str, sql: str) -> bytes:
+    with psycopg.connect(dsn) as conn, conn.cursor().copy(sql) as copy:
+        return b"".join(bytes(chunk) for chunk in copy)
+
+
+def _parse_copy(
+    data: str, delimiter: str, null: str, csv_mode: bool, quote: str
+) -> list[tuple[str | None, ...]]:
+    """Rows of COPY output, parsed independently of Bastion's own COPY codec."""
+    if csv_mode:
+        # The csv module cannot tell a quoted empty string from an unquoted one; the sample's
+        # NULLs (notes) and empty strings do not meet in the columns compared here.
+        reader = csv.reader(io.StringIO(data, newline=""), delimiter=delimiter, quotechar=quote)
+        return [tuple(None if value == null else value for value in row) for row in reader]
+    return [_text_fields(line, delimiter, null) for line in data.split("\n")[:-1]]
+
+
+def _text_fields(line: str, delimiter: str, null: str) -> tuple[str | None, ...]:
+    """One row of COPY's text format: fields split on unescaped delimiters, escapes undone
+    (a field equal to the NULL marker, before unescaping, is NULL)."""
+    escapes = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
+    fields: list[str | None] = []
+    raw: list[str] = []
+    value: list[str] = []
+    chars = iter(line)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars)
+            raw.append(char + escaped)
+            value.append(escapes.get(escaped, escaped))
+        elif char == delimiter:
+            fields.append(None if "".join(raw) == null else "".join(value))
+            raw, value = [], []
+        else:
+            raw.append(char)
+            value.append(char)
+    fields.append(None if "".join(raw) == null else "".join(value))
+    return tuple(fields)
+
+
+@pytest.mark.parametrize(("options", "delimiter", "header"), COPY_OUT_FORMATS)
+def test_copy_to_stdout_rows_are_masked_like_a_select(
+    masked: BastionProcess,
+    shop_db: tuple[str, SampleSummary],
+    options: str,
+    delimiter: str,
+    header: bool,
+) -> None:
+    summary = shop_db[1]
+    selected = _select_as_text(masked.dsn(), f"SELECT {CUSTOMER_COLUMNS} FROM customers")
+    sql = f"COPY customers ({CUSTOMER_COLUMNS}) TO STDOUT {options}"
+    # psql too, as people export with it (\copy sends the same COPY ... TO STDOUT).
+    done = subprocess.run(
+        ["psql", masked.dsn(), "-X", "-c", sql], capture_output=True, timeout=30, check=True
+    )
+    data = _copied(masked.dsn(), sql)
+    assert done.stdout == data
+    assert _leaks(data.decode(), summary) == []
+    csv_mode = "csv" in options.lower()
+    null = "nil" if "'nil'" in options else "" if csv_mode or "NULL ''" in options else "\\N"
+    quote = "'" if "QUOTE ''''" in options else '"'
+    rows = _parse_copy(data.decode(), delimiter, null, csv_mode, quote)
+    if header:
+        assert rows[0] == tuple(CUSTOMER_COLUMNS.split(", "))
+        rows = rows[1:]
+    assert sorted(rows, key=lambda row: int(row[0] or 0)) == sorted(
+        selected, key=lambda row: int(row[0] or 0)
+    )
+
+
+def test_copy_of_a_whole_table_and_of_a_query_are_masked(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    summary = shop_db[1]
+    for sql in (
+        "COPY customers TO STDOUT",
+        "COPY public.customers TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)",
+        "COPY (SELECT * FROM customers) TO STDOUT",
+        "COPY (SELECT c.* FROM customers c JOIN orders o ON o.customer_id = c.id) TO STDOUT",
+        "COPY (SELECT email FROM customers UNION ALL SELECT token FROM api_credentials) "
+        "TO STDOUT WITH CSV",
+        "COPY (WITH x AS (SELECT ssn, notes FROM customers) SELECT * FROM x) TO STDOUT",
+        "COPY (SELECT row_to_json(c) FROM customers c) TO STDOUT",
+    ):
+        data = _copied(masked.dsn(), sql)
+        assert data, sql
+        assert _leaks(data.decode(), summary) == [], sql
+
+
+def test_copy_of_a_query_masks_each_output_by_its_own_lineage(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary], direct_dsn: str
+) -> None:
+    summary = shop_db[1]
+    sql = (
+        "SELECT c.id, c.email, upper(c.full_name) AS shout, c.city || '!' AS place, c.notes "
+        "FROM customers c ORDER BY c.id"
+    )
+    data = _copied(masked.dsn(), f"COPY ({sql}) TO STDOUT")
+    assert _leaks(data.decode(), summary) == []
+    rows = [line.split("\t") for line in data.decode().split("\n")[:-1]]
+    direct = _select_as_text(direct_dsn, sql)
+    selected = _select_as_text(masked.dsn(), sql)
+    assert len(rows) == len(direct) == summary.row_counts["customers"]
+    for row, raw, seen in zip(rows, direct, selected, strict=True):
+        assert row[0] == raw[0]  # an id is not sensitive
+        assert row[1] == seen[1] != raw[1]  # the email: masked exactly as a SELECT shows it
+        assert row[2] != raw[2]  # computed from a person's name: masked
+        assert row[3] == raw[3]  # computed from the city only: in clear
+    secret_row = next(r for r in rows if int(r[0]) == summary.secret_note_customer_id)
+    assert summary.hidden_secret not in secret_row[4]  # free text: scanned
+
+
+def test_binary_copy_is_masked_and_still_decodes(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary], direct_dsn: str
+) -> None:
+    summary = shop_db[1]
+    sql = "COPY customers (id, email, birth_date, notes) TO STDOUT (FORMAT binary)"
+    types = ["int4", "text", "date", "text"]
+    with psycopg.connect(masked.dsn()) as conn, conn.cursor().copy(sql) as copy:
+        copy.set_types(types)
+        rows = list(copy.rows())
+    with psycopg.connect(direct_dsn) as conn, conn.cursor().copy(sql) as copy:
+        copy.set_types(types)
+        raw = list(copy.rows())
+    assert len(rows) == len(raw) == summary.row_counts["customers"]
+    assert [r[0] for r in rows] == [r[0] for r in raw]
+    assert all(isinstance(r[2], datetime.date) for r in rows)
+    assert all(r[1] != w[1] for r, w in zip(rows, raw, strict=True))
+    assert _leaks(repr(rows), summary) == []
+
+
+def test_copy_that_cannot_be_masked_is_refused_and_entitled_users_copy_in_clear(
     masked: BastionProcess, entitled: BastionProcess, shop_db: tuple[str, SampleSummary]
 ) -> None:
     summary = shop_db[1]
     done = subprocess.run(
-        ["psql", masked.dsn(), "-X", "-c", "COPY customers TO STDOUT WITH (FORMAT csv)"],
+        [
+            "psql",
+            masked.dsn(),
+            "-X",
+            "-c",
+            "COPY (SELECT upper(email) FROM customers) TO STDOUT (FORMAT binary)",
+        ],
         capture_output=True,
-        text=True,
         timeout=30,
     )
-    assert done.returncode != 0 and "masking.copy_out" in done.stderr
-    assert _leaks(done.stdout, summary) == []
-    with (
-        psycopg.connect(masked.dsn()) as conn,
-        pytest.raises(psycopg.errors.InsufficientPrivilege),
-        conn.cursor().copy("COPY (SELECT email FROM customers) TO STDOUT") as copy,
-    ):
-        list(copy)
-    # Someone the policy lets see everything may still COPY.
-    with (
-        psycopg.connect(entitled.dsn("dana", "dana-secret-1")) as conn,
-        conn.cursor().copy("COPY (SELECT email FROM customers LIMIT 3) TO STDOUT") as copy,
-    ):
-        rows = [bytes(chunk) for chunk in copy]
-    assert len(b"".join(rows).splitlines()) == 3
+    assert done.returncode != 0 and b"masking.copy_out" in done.stderr
+    assert b"FORMAT text or csv" in done.stderr
+    # Someone the policy lets see everything gets the raw rows.
+    data = _copied(
+        entitled.dsn("dana", "dana-secret-1"),
+        f"COPY (SELECT email FROM customers WHERE id = {_first(summary)}) TO STDOUT",
+    )
+    assert data == summary.first_customer.email.encode() + b"\n"
+
+
+def test_per_output_taint_leaves_columns_computed_from_plain_data_in_clear(
+    masked: BastionProcess, direct_dsn: str
+) -> None:
+    sql = (
+        "SELECT o.id, o.total * 2 AS doubled, upper(o.status) AS loud, c.email, "
+        "lower(c.email) AS quiet FROM orders o JOIN customers c ON c.id = o.customer_id "
+        "ORDER BY o.id LIMIT 20"
+    )
+    with psycopg.connect(masked.dsn()) as proxied, psycopg.connect(direct_dsn) as direct:
+        seen = proxied.execute(sql).fetchall()
+        raw = direct.execute(sql).fetchall()
+    assert [row[:3] for row in seen] == [row[:3] for row in raw]
+    assert all(s[3] != r[3] and s[4] != r[4] for s, r in zip(seen, raw, strict=True))
 
 
 @pytest.mark.parametrize(

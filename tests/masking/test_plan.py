@@ -72,6 +72,19 @@ def test_masked_and_scanned_fields_change_and_the_others_stay(builder: MaskPlanB
     ]
 
 
+def test_shown_classes_stay_in_clear_inside_scanned_text(builder: MaskPlanBuilder) -> None:
+    columns = [column(pgtypes.TEXT), column(pgtypes.TEXT)]
+    plan = builder.build(columns, [SCAN, mask(C.EMAIL)], frozenset({C.EMAIL}))
+    assert plan is not None
+    text = "mail x@example.org, card 4111 1111 1111 1111"
+    row = datarow([text, "ava@example.com"])
+    (note, email) = fields(plan.apply(memoryview(row)))
+    assert note is not None and note.startswith(b"mail x@example.org, card ")
+    assert b"4111 1111 1111 1111" not in note
+    assert email == b"***@example.com"  # a column masked by name is not this plan's to show
+    assert plan.masked_cells() == {"card_number": 1, "email": 1}
+
+
 def test_null_fields_stay_null_and_empty_fields_are_handled(builder: MaskPlanBuilder) -> None:
     plan = build(
         builder,

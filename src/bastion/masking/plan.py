@@ -91,8 +91,10 @@ class RowMaskPlan:
         works: Sequence[_Work | None],
         scanner: ContentScanner,
         span_masker: SpanMasker,
+        shown: frozenset[SensitiveClass] = frozenset(),
     ) -> None:
         self._count = len(works)
+        self._shown = shown  # classes found by scanning that stay in clear (policy `unmask`)
         self._works = tuple(works)
         last = max(i for i, work in enumerate(works) if work is not None)
         # Columns after the last one with work are never decoded: they are copied in one slice.
@@ -104,7 +106,7 @@ class RowMaskPlan:
 
     def fresh(self) -> RowMaskPlan:
         """The same plan with its counts at zero, for another result of the same shape."""
-        return RowMaskPlan(self._works, self._scanner, self._span_masker)
+        return RowMaskPlan(self._works, self._scanner, self._span_masker, self._shown)
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -189,8 +191,10 @@ class RowMaskPlan:
     ) -> list[list[_Edit]]:
         """Add an edit for every scanned value with findings; the edit lists that changed."""
         by_field: dict[int, list[Finding]] = {}
+        shown = self._shown
         for finding in findings:
-            by_field.setdefault(finding.field, []).append(finding)
+            if finding.sensitive_class not in shown:
+                by_field.setdefault(finding.field, []).append(finding)
         changed: list[list[_Edit]] = []
         counts = self._found_counts
         for field, found in by_field.items():
@@ -234,15 +238,19 @@ class MaskPlanBuilder:
         self.span_masker = SpanMasker(self.strategies, key)
 
     def build(
-        self, columns: Sequence[ColumnShape], decisions: Sequence[Classification]
+        self,
+        columns: Sequence[ColumnShape],
+        decisions: Sequence[Classification],
+        shown: frozenset[SensitiveClass] = frozenset(),
     ) -> RowMaskPlan | None:
-        """The plan for a result with these columns; None when every column passes."""
+        """The plan for a result with these columns; None when every column passes. Values
+        of the `shown` classes found by scanning free text stay in clear."""
         if len(columns) != len(decisions):
             raise ValueError(f"{len(columns)} columns but {len(decisions)} decisions")
         works = [self._work(c, d) for c, d in zip(columns, decisions, strict=True)]
         if all(work is None for work in works):
             return None
-        return RowMaskPlan(works, self.scanner, self.span_masker)
+        return RowMaskPlan(works, self.scanner, self.span_masker, shown)
 
     def _work(self, column: ColumnShape, decision: Classification) -> _Work | None:
         if decision.action is Action.SCAN:

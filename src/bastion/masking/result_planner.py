@@ -9,6 +9,13 @@ A column whose origin is unknown fails closed: before the catalog has loaded, or
 snapshot does not have yet (created since), a text column is scanned and any other column is
 masked with a type-valid placeholder; an unknown table also asks the source to reload.
 
+A computed column (no origin) is masked like the strictest sensitive column its own expression
+reads, when the statement's outputs line up with the result's columns; when they do not, or an
+output's lineage is not fully known, like the strictest column the statement's projection reads.
+
+`COPY ... TO STDOUT` results have no RowDescription: `plan_copy` takes their columns from the
+statement and the catalog (see bastion.masking.copy_out) and plans them the same way.
+
 Plans are cached per (target, snapshot, result shape): the same query asked again costs a dict
 lookup, and a result with no column needing work costs nothing per row.
 """
@@ -18,12 +25,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from bastion.errors import ProtocolViolation
 from bastion.masking import pgtypes
 from bastion.masking.classes import SensitiveClass, Strategy
 from bastion.masking.classifier import Action, Classification
+from bastion.masking.copy_out import (
+    CopyColumn,
+    CopyOutRewriter,
+    TableFinder,
+    computed_outputs,
+    copy_columns,
+    copy_format,
+    decode_copy_response,
+)
 from bastion.masking.plan import MaskPlanBuilder, RowMaskPlan
 from bastion.masking.planner import OriginColumn
-from bastion.sql.statement import ColumnRef, StatementInfo, TableRef
+from bastion.sql.statement import ColumnRef, OutputColumn, StatementInfo, TableRef
 
 _NO_ORIGIN_TEXT = Classification.scanned("no origin: content scan")
 _NO_ORIGIN_OTHER = Classification.passing("no origin; the type cannot hold text")
@@ -66,6 +83,7 @@ class ResultMaskPlanner:
         # key cannot be reused by a later snapshot while the entry exists.
         self._plans: dict[tuple[object, ...], tuple[tuple[object, object], RowMaskPlan | None]] = {}
         self._names: dict[int, tuple[object, _Names]] = {}
+        self._finders: dict[int, tuple[object, TableFinder]] = {}
         self._strategy_builders: dict[Strategy, MaskPlanBuilder] = {}
         # What happens to statements that would reveal masked values other than in their
         # results: "deny", "require_approval" or "allow" (masking.inference_guard, and
@@ -125,13 +143,16 @@ class ResultMaskPlanner:
         ready = source is not None and source.ready
         unknown_table = False
         decisions = []
-        taint: Classification | bool | None = False  # worked out on the first computed column
-        for column in columns:
+        # Worked out on the first computed column: each output's own taint when the
+        # statement's outputs line up with the result's columns, else the whole statement's.
+        taints: Sequence[Classification | None] | None = None
+        for index, column in enumerate(columns):
             text = pgtypes.can_hold_text(column.type_oid)
             if not column.table_oid:
-                if taint is False:
-                    taint = self._taint(source, statement)
-                if isinstance(taint, Classification) and not _counting(column, statement):
+                if taints is None:
+                    taints = self._taints(source, statement, len(columns))
+                taint = taints[index]
+                if taint is not None and not _counting(column, statement):
                     decisions.append(taint)
                 else:
                     decisions.append(_NO_ORIGIN_TEXT if text else _NO_ORIGIN_OTHER)
@@ -147,13 +168,15 @@ class ResultMaskPlanner:
             decisions.append(_UNKNOWN_TEXT if text else _UNKNOWN_OTHER)
         if unknown_table and ready and source is not None:
             source.invalidate()
+        shown: frozenset[SensitiveClass] = frozenset()
         if unmask:
             decisions = [_unmasked(decision, unmask) for decision in decisions]
+            shown = frozenset(c for c in SensitiveClass if str(c) in unmask)
         if mask_with is None:
-            return self.builder.build(columns, decisions)
+            return self.builder.build(columns, decisions, shown)
         strategy = Strategy(mask_with)
         decisions = [_with_strategy(decision, strategy) for decision in decisions]
-        return self._builder_for(strategy).build(columns, decisions)
+        return self._builder_for(strategy).build(columns, decisions, shown)
 
     def _builder_for(self, strategy: Strategy) -> MaskPlanBuilder:
         """A builder whose every class uses `strategy` (free-text findings included)."""
@@ -186,31 +209,130 @@ class ResultMaskPlanner:
         effect = self.moving_effect if moving else self.inference_effect
         return None if effect == "allow" else (effect, reason)
 
-    def _taint(
-        self, source: ClassificationSource | None, statement: StatementInfo | None
-    ) -> Classification | None:
-        """What a computed output column of `statement` may carry: the classification of the
-        strictest sensitive column its projection refers to (None when it refers to none)."""
+    def _taints(
+        self, source: ClassificationSource | None, statement: StatementInfo | None, width: int
+    ) -> Sequence[Classification | None]:
+        """What each output column of `statement` may carry when it is computed: the
+        classification of the strictest sensitive column it reads (None when it reads none).
+        An output reads what its own expression refers to when the statement's outputs line
+        up with the result; otherwise, or when an output's lineage is not fully known, it may
+        carry anything the statement's projection refers to."""
         if statement is None:
-            return None
+            return [None] * width
         names = self._by_name(source)
-        found: list[Classification] = []
         tables = [t for t in (*statement.tables_read, *statement.tables_written)]
-        for ref in statement.columns:
-            if ref.clause not in _OUTPUT_CLAUSES:
-                continue
-            candidates = [ref.table] if ref.table is not None else tables
-            for table in candidates:
-                found.extend(_lookup(names, table.schema, table.name, ref.name))
-        masked = [c for c in found if c.action is Action.MASK]
-        if not masked:
+        whole: list[Classification | None] = []
+
+        def statement_taint() -> Classification | None:
+            if not whole:
+                refs = [ref for ref in statement.columns if ref.clause in _OUTPUT_CLAUSES]
+                whole.append(_strictest(names, refs, tables))
+            return whole[0]
+
+        outputs = self._aligned(source, statement, width)
+        if outputs is None:
+            return [statement_taint()] * width
+        return [
+            statement_taint() if output.opaque else _strictest(names, output.refs, tables)
+            for output in outputs
+        ]
+
+    def _aligned(
+        self, source: ClassificationSource | None, statement: StatementInfo, width: int
+    ) -> list[OutputColumn] | None:
+        """The statement's outputs, one per result column (stars expanded through the
+        catalog); None when they cannot be lined up with a result of `width` columns."""
+        outputs = getattr(statement, "outputs", None)
+        if outputs is None:
             return None
-        strictest = min(masked, key=_strictness)
-        return Classification.masked(
-            strictest.sensitive_class or SensitiveClass.SECRET,
-            strictest.strategy or Strategy.REDACT,
-            f"computed from a {strictest.sensitive_class} column",
-        )
+        if not any(output.star for output in outputs):
+            return list(outputs) if len(outputs) == width else None
+        finder = self._finder(source)
+        if finder is None:
+            return None
+        aligned: list[OutputColumn] = []
+        for output in outputs:
+            if not output.star:
+                aligned.append(output)
+                continue
+            table = output.refs[0].table if output.refs else None
+            found = finder.columns(table) if table is not None else None
+            if found is None:
+                return None
+            aligned.extend(
+                OutputColumn(refs=(ColumnRef(c.column, "projection", table),), plain=True)
+                for c in found
+            )
+        return aligned if len(aligned) == width else None
+
+    def _finder(self, source: ClassificationSource | None) -> TableFinder | None:
+        """Relations of the source's current snapshot, by name (None before it loads)."""
+        snapshot = getattr(source, "snapshot", None)
+        if snapshot is None:
+            return None
+        cached = self._finders.get(id(snapshot))
+        if cached is not None and cached[0] is snapshot:
+            return cached[1]
+        finder = TableFinder(snapshot.catalog)
+        self._finders = {id(snapshot): (snapshot, finder)}
+        return finder
+
+    # -- COPY ... TO STDOUT ------------------------------------------------------------------
+
+    def copy_refusal(
+        self, context: object, statement: StatementInfo, unmask: frozenset[str]
+    ) -> str | None:
+        """Why the rows of this COPY ... TO STDOUT could not be masked, or None when they can."""
+        copy = statement.copy
+        if copy is None or "all" in unmask:
+            return None
+        if not copy.options_known:
+            return "Bastion cannot read this COPY's options, so it cannot mask its rows"
+        try:
+            copy_format(copy)
+        except ValueError as error:
+            return f"Bastion cannot mask rows in this COPY format: {error}"
+        if copy.format == "binary":
+            finder = self._finder(self._sources.get(str(getattr(context, "target", ""))))
+            if finder is None or computed_outputs(statement, finder):
+                return (
+                    "a binary COPY of computed columns (or of a table not in the catalog) "
+                    "cannot be masked, because their types are not known"
+                )
+        return None
+
+    def plan_copy(
+        self,
+        context: object,
+        statement: StatementInfo,
+        response: bytes | memoryview,
+        unmask: frozenset[str] = frozenset(),
+        mask_with: str | None = None,
+    ) -> CopyOutRewriter | None:
+        """The rewriter of a COPY ... TO STDOUT whose CopyOutResponse is `response`; None when
+        no column needs work (its rows then pass untouched)."""
+        copy = statement.copy
+        if copy is None:
+            raise ProtocolViolation("a COPY result for a statement that is not a COPY")
+        overall, formats = decode_copy_response(response)
+        binary = overall == 1
+        source = self._sources.get(str(getattr(context, "target", "")))
+        finder = self._finder(source)
+        columns = copy_columns(statement, finder, binary) if finder is not None else None
+        if columns is None or len(columns) != len(formats):
+            if binary:
+                raise ProtocolViolation(
+                    "the columns of a binary COPY do not match the target's catalog"
+                )
+            if source is not None and finder is not None:
+                source.invalidate()  # the catalog may be out of date: read it again
+            # Every column counts as computed: each may carry what the statement reads.
+            columns = [CopyColumn("?column?", 0, 0, pgtypes.TEXT, -1, 0)] * len(formats)
+        plan = self.plan(context, statement, columns, unmask, mask_with)
+        if plan is None:
+            return None
+        text = None if binary else copy_format(copy)
+        return CopyOutRewriter(plan, text, header=copy.header)
 
     def _by_name(self, source: ClassificationSource | None) -> _Names:
         """schema.table.column -> classification, for the source's current snapshot."""
@@ -227,6 +349,28 @@ class ResultMaskPlanner:
                 names.setdefault((column.table, column.column), []).append((column.schema, decided))
         self._names = {id(snapshot): (snapshot, names)}
         return names
+
+
+def _strictest(
+    names: _Names, refs: Sequence[ColumnRef], tables: Sequence[TableRef]
+) -> Classification | None:
+    """The classification a computed column reading `refs` takes: that of the strictest
+    sensitive column among them (None when none is sensitive). A reference whose table is not
+    certain may be a column of any of the statement's tables."""
+    found: list[Classification] = []
+    for ref in refs:
+        candidates = [ref.table] if ref.table is not None else tables
+        for table in candidates:
+            found.extend(_lookup(names, table.schema, table.name, ref.name))
+    masked = [c for c in found if c.action is Action.MASK]
+    if not masked:
+        return None
+    strictest = min(masked, key=_strictness)
+    return Classification.masked(
+        strictest.sensitive_class or SensitiveClass.SECRET,
+        strictest.strategy or Strategy.REDACT,
+        f"computed from a {strictest.sensitive_class} column",
+    )
 
 
 def _counting(column: OriginColumn, statement: StatementInfo | None) -> bool:

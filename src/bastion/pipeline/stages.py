@@ -51,6 +51,19 @@ class MaskPlan(Protocol):
         ...
 
 
+class CopyRewriter(Protocol):
+    """Masks the CopyData messages of one COPY ... TO STDOUT."""
+
+    @property
+    def plan(self) -> MaskPlan: ...
+
+    def rewrite(self, data: memoryview) -> bytes: ...
+
+    def finish(self) -> None:
+        """The COPY ended; raises ProtocolViolation if its data was cut short."""
+        ...
+
+
 class MaskPlanner(Protocol):
     def plan(
         self,
@@ -75,6 +88,23 @@ class MaskPlanner(Protocol):
         """(effect, reason) when the statement would reveal masked values other than through
         its result (a condition, ordering or grouping on a masked column; copying masked
         columns into a table or file): effect is "deny" or "require_approval". None: fine."""
+        ...
+
+    def copy_refusal(
+        self, context: ConnectionContext, statement: StatementInfo, unmask: frozenset[str]
+    ) -> str | None:
+        """Why the rows of a COPY ... TO STDOUT could not be masked; None when they can."""
+        ...
+
+    def plan_copy(
+        self,
+        context: ConnectionContext,
+        statement: StatementInfo,
+        response: bytes | memoryview,
+        unmask: frozenset[str] = frozenset(),
+        mask_with: str | None = None,
+    ) -> CopyRewriter | None:
+        """The rewriter of a COPY whose CopyOutResponse is `response`; None: rows pass."""
         ...
 
     def mask_text(self, text: str) -> tuple[str, Mapping[str, int]]:

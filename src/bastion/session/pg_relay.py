@@ -41,6 +41,7 @@ from bastion.pipeline.readonly import may_write
 from bastion.pipeline.stages import (
     Analyzer,
     AuditSink,
+    CopyRewriter,
     Decider,
     DurableAuditSink,
     MaskPlan,
@@ -56,6 +57,7 @@ from bastion.wire.postgres.codes import (
     B_CLOSE_COMPLETE,
     B_COMMAND_COMPLETE,
     B_COPY_BOTH_RESPONSE,
+    B_COPY_DATA,
     B_COPY_DONE,
     B_COPY_IN_RESPONSE,
     B_COPY_OUT_RESPONSE,
@@ -90,6 +92,10 @@ from bastion.wire.postgres.codes import (
 from bastion.wire.postgres.errors import WireFormatError
 from bastion.wire.postgres.framing import cstr, frame
 
+# Server messages the relay may forward without showing them to the machine.
+SKIP_ROWS = frozenset({B_DATA_ROW, B_COPY_DATA})
+SKIP_COPY_DATA = frozenset({B_COPY_DATA})
+SKIP_NOTHING: frozenset[int] = frozenset()
 # Command tags whose last word is a row count.
 _COUNTED_TAGS = frozenset(
     {"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "FETCH", "MOVE"}
@@ -138,6 +144,7 @@ class _Pending:
     statement_name: str | None = None  # Describe 'S' of a statement that needs approval
     decide_seconds: float = 0.0  # Bastion's analysis and decision for it
     mask_plan: MaskPlan | None = None  # how this result's rows are masked
+    copy_out: CopyRewriter | None = None  # how a COPY ... TO STDOUT's rows are masked
     portal: str | None = None  # Execute: the portal it runs
     describe_kind: str = ""  # Describe: "S" or "P", when masking tracks its answer
     shape_for: _Pending | None = None  # a Describe Bastion sent for this Execute
@@ -297,10 +304,20 @@ class RelayMachine:
     @property
     def inspect_rows(self) -> bool:
         """True while the current result needs each DataRow shown to `from_server`."""
+        return self.server_skip_types is not SKIP_ROWS
+
+    @property
+    def server_skip_types(self) -> frozenset[int]:
+        """The server messages the relay may pass without showing them to `from_server`:
+        rows, unless the current result is masked or counted (COPY data too when masked)."""
         if not self._pending:
-            return False
+            return SKIP_ROWS
         head = self._pending[0]
-        return head.mask_plan is not None or head.max_rows is not None
+        if head.copy_out is not None:
+            return SKIP_NOTHING
+        if head.mask_plan is not None or head.max_rows is not None:
+            return SKIP_COPY_DATA
+        return SKIP_ROWS
 
     def resolve(self, decision: Allow | Deny, approval_id: int | None = None) -> None:
         """The decision for the held statement; its message is shown again right after."""
@@ -338,19 +355,16 @@ class RelayMachine:
         return True
 
     def _checked(self, decision: Decision, infos: tuple[StatementInfo, ...]) -> Decision:
-        if (
-            self._masking is not None
-            and isinstance(decision, Allow)
-            and "all" not in decision.obligations.unmask
-            and any(_copies_out(info) for info in infos)
-        ):
-            # COPY's rows are not described column by column: they would bypass masking.
-            return Deny(
-                "masking.copy_out",
-                "COPY ... TO STDOUT is not available while results are masked",
-                hint="SELECT the rows instead (masked on the way out), or ask for a policy "
-                "rule that unmasks them for you",
-            )
+        if self._masking is not None and isinstance(decision, Allow):
+            for info in _copies_out(infos):
+                refusal = self._masking.copy_refusal(info, decision.obligations.unmask)
+                if refusal is not None:
+                    return Deny(
+                        "masking.copy_out",
+                        refusal,
+                        hint="use COPY with FORMAT text or csv, or SELECT the rows (masked on "
+                        "the way out), or ask for a policy rule that unmasks them for you",
+                    )
         if self._masking is not None and isinstance(decision, Allow):
             guarded = self._masking.guard(infos, decision.obligations.unmask)
             if guarded is not None:
@@ -641,7 +655,7 @@ class RelayMachine:
         )
         return Substitute(_INJECTED_EXTENDED)
 
-    # Server -> client (every message but CopyData, and DataRow unless inspect_rows).
+    # Server -> client (every message but those of `server_skip_types`).
 
     def from_server(self, type_byte: int, body: memoryview) -> bytes | None:
         """Account for one server message; return replacement bytes for the client (b"" to
@@ -654,7 +668,12 @@ class RelayMachine:
     def _from_server(self, type_byte: int, body: memoryview) -> bytes | None:
         if type_byte == B_DATA_ROW:
             return self._data_row(body)
-        if type_byte in (B_PARAMETER_STATUS, B_COPY_DONE):
+        if type_byte == B_COPY_DATA:
+            return self._copy_data(body)
+        if type_byte == B_COPY_DONE:
+            self._copy_done()
+            return None
+        if type_byte == B_PARAMETER_STATUS:
             return None
         if type_byte == B_NOTICE_RESPONSE:
             return self._masking.scrub_fields(type_byte, body)[0] if self._masking else None
@@ -702,6 +721,8 @@ class RelayMachine:
                 self._desync(type_byte, op)
             if type_byte == B_COPY_IN_RESPONSE:
                 self._copy_in = True
+            elif type_byte == B_COPY_OUT_RESPONSE and self._masking is not None:
+                self._copy_out(head, body)
         elif type_byte == B_PARSE_COMPLETE:
             self._expect_pop(op, F_PARSE, type_byte)
         elif type_byte == B_BIND_COMPLETE:
@@ -730,6 +751,35 @@ class RelayMachine:
         else:
             self._desync(type_byte, op)
         return result
+
+    def _copy_out(self, head: _Pending, body: memoryview) -> None:
+        """A COPY ... TO STDOUT starts: its rows are masked like a result's."""
+        assert self._masking is not None
+        info = _copy_out_statement(head)
+        if info is None:
+            # COPY TO STDOUT is the only statement that answers with CopyOutResponse; one
+            # Bastion cannot attribute (a function running COPY?) has rows it cannot mask.
+            raise RelayDesync("the server sent COPY data for a statement that is not a COPY")
+        decision = head.decision
+        rewriter = self._masking.for_copy(info, body, _unmask(decision), _mask_with(decision))
+        head.unmasked = bool(_unmask(decision))
+        if rewriter is not None:
+            head.copy_out = rewriter
+            head.mask_plan = rewriter.plan
+
+    def _copy_data(self, body: memoryview) -> bytes | None:
+        head = self._head(B_COPY_DATA)
+        rewriter = head.copy_out
+        if rewriter is None:
+            return None
+        return frame(B_COPY_DATA, rewriter.rewrite(body))
+
+    def _copy_done(self) -> None:
+        if self._pending:
+            head = self._pending[0]
+            rewriter, head.copy_out = head.copy_out, None
+            if rewriter is not None:
+                rewriter.finish()
 
     def _data_row(self, body: memoryview) -> bytes | None:
         if not self._pending:
@@ -913,11 +963,26 @@ def _written(info: StatementInfo | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.qualified for t in info.tables_written)) if info else ()
 
 
-def _copies_out(info: StatementInfo) -> bool:
-    copy = info.copy
+def _copies_out(infos: tuple[StatementInfo, ...]) -> list[StatementInfo]:
+    """The statements among `infos` (and those they hold) that are COPY ... TO STDOUT."""
+    found: list[StatementInfo] = []
+    for info in infos:
+        copy = info.copy
+        if copy is not None and copy.direction == "to" and copy.target == "stdout":
+            found.append(info)
+        found.extend(_copies_out(info.inner))
+    return found
+
+
+def _copy_out_statement(entry: _Pending) -> StatementInfo | None:
+    """The COPY ... TO STDOUT a CopyOutResponse answers, or None for any other statement."""
+    statements = entry.statements
+    index = entry.index if entry.op == F_QUERY else 0
+    info = statements[index] if index < len(statements) else None
+    copy = info.copy if info is not None else None
     if copy is not None and copy.direction == "to" and copy.target == "stdout":
-        return True
-    return any(_copies_out(inner) for inner in info.inner)
+        return info
+    return None
 
 
 def _mask_with(decision: Decision) -> str | None:

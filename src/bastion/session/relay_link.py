@@ -25,11 +25,16 @@ from bastion.pipeline.decision import Deny
 from bastion.session.approval_hold import ApprovalHold
 from bastion.session.gateway import Gateway
 from bastion.session.peer import PeerProtocol
-from bastion.session.pg_relay import HOLD, TERMINATE, RelayDesync, RelayMachine, Substitute
+from bastion.session.pg_relay import (
+    HOLD,
+    SKIP_ROWS,
+    TERMINATE,
+    RelayDesync,
+    RelayMachine,
+    Substitute,
+)
 from bastion.session.relay import FramedRelay
 from bastion.wire.postgres.codes import (
-    B_COPY_DATA,
-    B_DATA_ROW,
     F_COPY_DATA,
     MAX_PROTOCOL_MESSAGE,
     TX_FAILED,
@@ -39,9 +44,6 @@ from bastion.wire.postgres.codes import (
 
 log = logging.getLogger("bastion.session")
 
-# Server messages relayed without a look: rows (unless a result needs them) and COPY data.
-_SKIP_ROWS = frozenset({B_DATA_ROW, B_COPY_DATA})
-_SKIP_NOTHING_BUT_COPY = frozenset({B_COPY_DATA})
 AUDIT_NOT_DURABLE = "58030"
 _TRANSACTION_STATES = {
     TX_IDLE: "idle",
@@ -100,7 +102,7 @@ class RelayLink:
         self._s2c = FramedRelay(
             self._client_transport.write,
             self._inspect_server,
-            _SKIP_ROWS,
+            SKIP_ROWS,
             MAX_PROTOCOL_MESSAGE,
         )
 
@@ -170,7 +172,7 @@ class RelayLink:
         verdict = machine.from_client(type_byte, body)
         # The request just queued may be the next to answer (nothing else outstanding): its
         # rows must be seen from the first one on if they are to be masked or counted.
-        self._s2c.skip_types = _SKIP_NOTHING_BUT_COPY if machine.inspect_rows else _SKIP_ROWS
+        self._s2c.skip_types = machine.server_skip_types
         if isinstance(verdict, Substitute):
             return verdict.data
         if verdict is TERMINATE:
@@ -260,7 +262,7 @@ class RelayLink:
     def _inspect_server(self, type_byte: int, body: memoryview) -> bytes | None:
         machine = self.machine
         replacement = machine.from_server(type_byte, body)
-        self._s2c.skip_types = _SKIP_NOTHING_BUT_COPY if machine.inspect_rows else _SKIP_ROWS
+        self._s2c.skip_types = machine.server_skip_types
         if machine.hold_output:
             # Sync audit: this completion (or error) reaches the client once its record and
             # every earlier one are durable.

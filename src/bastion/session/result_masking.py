@@ -23,7 +23,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from bastion.pipeline.context import ConnectionContext
-from bastion.pipeline.stages import MaskPlan, MaskPlanner
+from bastion.pipeline.stages import CopyRewriter, MaskPlan, MaskPlanner
 from bastion.sql.statement import StatementInfo
 from bastion.wire.postgres import backend
 from bastion.wire.postgres.backend import Column
@@ -101,6 +101,19 @@ class ResultMasking:
             return plan.fresh() if plan is not None else None
         shape = self._portals[portal]
         return self._planner.plan(self._context, statement, shape.columns, unmask, mask_with)
+
+    def for_copy(
+        self,
+        statement: StatementInfo,
+        body: memoryview,
+        unmask: frozenset[str],
+        mask_with: str | None = None,
+    ) -> CopyRewriter | None:
+        """The rewriter for a COPY ... TO STDOUT whose CopyOutResponse is `body`."""
+        return self._planner.plan_copy(self._context, statement, body, unmask, mask_with)
+
+    def copy_refusal(self, statement: StatementInfo, unmask: frozenset[str]) -> str | None:
+        return self._planner.copy_refusal(self._context, statement, unmask)
 
     def suspended(self, portal: str, plan: MaskPlan | None) -> None:
         self._suspended[portal] = plan
