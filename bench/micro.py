@@ -58,9 +58,10 @@ from bastion.wire.postgres.codes import (
 from bastion.wire.postgres.framing import frame
 
 SELECT_SQL = "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
-JOIN_SQL = (
-    "SELECT c.email, o.total, p.amount FROM customers c JOIN orders o ON o.customer_id = c.id"
-    " JOIN payments p ON p.order_id = o.id WHERE c.id = {} AND o.status = 'paid'"
+JOIN_SQL = (  # the alias number makes each text a new statement, not only new literals
+    "SELECT c.email, o.total AS t{}, p.amount FROM customers c JOIN orders o"
+    " ON o.customer_id = c.id JOIN payments p ON p.order_id = o.id WHERE c.id = 7"
+    " AND o.status = 'paid'"
 )
 ROWS_PER_CHUNK = 100
 Loop = Callable[[int], None]
@@ -160,6 +161,16 @@ def statement_event() -> StatementEvent:
 
 
 def case_analyze_new() -> Loop:
+    counter = itertools.count(10_000_000)
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            analyze(f"SELECT abalance AS a{next(counter)} FROM pgbench_accounts WHERE aid = 1")
+
+    return loop
+
+
+def case_analyze_new_literals() -> Loop:
     counter = itertools.count(10_000_000)
     prefix = "SELECT abalance FROM pgbench_accounts WHERE aid = "
 
@@ -377,6 +388,8 @@ CASES: list[tuple[str, str, Callable[[], Loop | None], int]] = [
     # name, description, factory, rows per operation (0 when not row-based)
     ("analyze_new_select", "analyze a new statement (unique text: cache miss), simple SELECT",
      case_analyze_new, 0),
+    ("analyze_new_literals", "analyze a statement seen before with other literals (pgbench's"
+     " simple protocol)", case_analyze_new_literals, 0),
     ("analyze_new_join", "analyze a new statement (unique text), 3-way join",
      case_analyze_new_join, 0),
     ("analyze_cached", "analyze a statement seen before (LRU hit)", case_analyze_cached, 0),

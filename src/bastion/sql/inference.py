@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bastion.sql import literals
 from bastion.sql.walker import Node, body_of, list_items
 
 # (A_Expr kind, operator) pairs that test (in)equality with the right-hand side.
@@ -114,6 +115,7 @@ def output_positions(targets: list[Any], items: Any, label: str, found: dict[int
                     if output == name:
                         found.setdefault(position, label)
         elif kind == "A_Const":
+            literals.note_read()
             number = body.get("ival")
             if isinstance(number, dict):
                 position = int(number.get("ival", 0)) - 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from bastion.sql import literals
 from bastion.sql.walker import Node, strings, unwrap
 
 
@@ -165,6 +166,7 @@ def _fold(node: Any) -> object:
 
 
 def _const(body: Node) -> object:
+    literals.note_read()
     if body.get("isnull"):
         return None
     for key in ("ival", "fval", "boolval", "sval", "bsval"):

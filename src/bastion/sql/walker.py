@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from bastion.sql import literals
+
 Node = dict[str, Any]
 
 
@@ -66,6 +68,7 @@ def string_constant(node: Any) -> str | None:
         node = cast.get("arg")
     const = body_of(node, "A_Const")
     if const is not None:
+        literals.note_read()
         sval = const.get("sval")
         return str(sval.get("sval", "")) if isinstance(sval, dict) else None
     string = body_of(node, "String")
