@@ -179,3 +179,55 @@ def test_terminate_and_garbage_from_client(machine: RelayMachine) -> None:
         machine.from_client(ord("p"), memoryview(b"secret\x00"))
     with pytest.raises(ProtocolViolation):
         machine.from_client(ord("B"), memoryview(b"\x00"))
+
+
+class _NoCatalog:
+    """A target whose catalog is loaded and empty: computed text columns are scanned."""
+
+    classifications: dict[tuple[int, int], object] = {}
+    ready = True
+    snapshot = None
+
+    def invalidate(self) -> None:
+        pass
+
+
+def _text_column_description() -> bytes:
+    field = b"note\x00" + (0).to_bytes(4, "big") + (0).to_bytes(2, "big") + (25).to_bytes(4, "big")
+    field += (-1).to_bytes(2, "big", signed=True) + (-1).to_bytes(4, "big", signed=True)
+    field += (0).to_bytes(2, "big")
+    body = (1).to_bytes(2, "big") + field
+    return b"T" + (len(body) + 4).to_bytes(4, "big") + body
+
+
+def _data_row(value: bytes) -> bytes:
+    body = (1).to_bytes(2, "big") + len(value).to_bytes(4, "big") + value
+    return body
+
+
+@pytest.mark.parametrize("client_describes", [True, False])
+def test_a_portal_is_described_once_whoever_asks(
+    machine: RelayMachine, client_describes: bool
+) -> None:
+    from bastion.masking.plan import MaskPlanBuilder
+    from bastion.masking.result_planner import ResultMaskPlanner
+    from bastion.session.pg_relay import Substitute
+
+    masked = RelayMachine(
+        machine.context,
+        PglastAnalyzer(),
+        AllowAllDecider(),
+        Sink(),
+        masker=ResultMaskPlanner(MaskPlanBuilder(), {"shop": _NoCatalog()}),
+    )
+    messages = frontend.encode_parse("", "SELECT $1::text AS note") + frontend.encode_bind("", "")
+    if client_describes:
+        messages += frontend.encode_describe("P", "")
+    verdicts = client(masked, messages + frontend.encode_execute("", 0) + frontend.encode_sync())
+    injected = [v for v in verdicts if isinstance(v, Substitute)]
+    # libpq's order (Bind, Describe, Execute): the client's own Describe serves the Execute.
+    assert len(injected) == (0 if client_describes else 1)
+    server(masked, PARSE_OK + BIND_OK + _text_column_description())
+    assert masked.inspect_rows
+    row = masked.from_server(ord("D"), memoryview(_data_row(b"mail ava@example.com")))
+    assert row is not None and b"ava@example.com" not in row and b"@example.com" in row

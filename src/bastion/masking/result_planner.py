@@ -22,7 +22,7 @@ lookup, and a result with no column needing work costs nothing per row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Protocol
 
 from bastion.errors import ProtocolViolation
@@ -98,13 +98,16 @@ class ResultMaskPlanner:
         columns: Sequence[OriginColumn],
         unmask: frozenset[str] = frozenset(),
         mask_with: str | None = None,
+        *,
+        shape: Hashable | None = None,
     ) -> RowMaskPlan | None:
         target = str(getattr(context, "target", ""))
         source = self._sources.get(target)
         classifications = source.classifications if source is not None else {}
         # Only results with computed columns depend on the statement (their taint).
         computed = statement if any(not c.table_oid for c in columns) else None
-        key = (target, id(classifications), tuple(columns), unmask, mask_with, id(computed))
+        described = tuple(columns) if shape is None else shape
+        key = (target, id(classifications), described, unmask, mask_with, id(computed))
         try:
             kept, cached = self._plans[key]
         except KeyError:

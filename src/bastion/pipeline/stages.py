@@ -7,7 +7,7 @@ structured JSON log line per connection and per statement (literals replaced, no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Protocol
 
 from bastion.pipeline.context import ConnectionContext
@@ -72,10 +72,14 @@ class MaskPlanner(Protocol):
         columns: Sequence[Column],
         unmask: frozenset[str] = frozenset(),
         mask_with: str | None = None,
+        *,
+        shape: Hashable | None = None,
     ) -> MaskPlan | None:
         """None means no column needs work: rows pass through as raw bytes. `unmask` names
         the sensitive classes the policy lets this statement see in clear ("all": every one);
-        `mask_with` is one strategy to use for every class instead of each class's own."""
+        `mask_with` is one strategy to use for every class instead of each class's own.
+        `shape`, when given, stands for `columns` in the planner's cache (their wire bytes:
+        cheaper to hash than the decoded columns)."""
         ...
 
     def changed(self, context: ConnectionContext) -> None:

@@ -24,8 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import cast
+from typing import NamedTuple, cast
 
 from bastion.errors import ProtocolViolation
 from bastion.pipeline.context import ConnectionContext
@@ -558,6 +557,13 @@ class RelayMachine:
             )
             self._pending.append(entry)
             return FORWARD
+        described = self._describe_pending_for(execute.portal)
+        if described is not None:
+            # The client described the portal just before (libpq's Bind, Describe, Execute):
+            # its answer arrives before the rows and gives this Execute its plan.
+            described.shape_for = entry
+            self._pending.append(entry)
+            return FORWARD
         describe = _Pending(F_DESCRIBE, injected=True)
         describe.statement_name, describe.describe_kind = execute.portal, "P"
         describe.shape_for = entry
@@ -567,6 +573,16 @@ class RelayMachine:
             frontend.encode_describe("P", execute.portal)
             + frontend.encode_execute(execute.portal, execute.max_rows)
         )
+
+    def _describe_pending_for(self, portal: str) -> _Pending | None:
+        """The client's own Describe of `portal`, sent since its last Bind and not answered
+        yet; None when there is none (a Bind in between may have replaced the portal)."""
+        for entry in reversed(self._pending):
+            if entry.op == F_BIND:
+                return None
+            if entry.op == F_DESCRIBE and entry.describe_kind == "P":
+                return entry if entry.statement_name == portal else None
+        return None
 
     def _described(self, head: _Pending, body: memoryview | None) -> None:
         """A Describe's answer (RowDescription, or NoData when body is None)."""
@@ -902,6 +918,7 @@ class RelayMachine:
                 statement = recording.scrub(info.text)
             if recording.parameters:
                 params = tuple(p if p is None else recording.scrub(p) for p in entry.params)
+        names = _names(info)
         event = StatementEvent(
             session_id=ctx.session_id,
             user=ctx.identity.name,
@@ -918,9 +935,9 @@ class RelayMachine:
             rows=_row_count(tag),
             duration_ms=round((now - entry.started) * 1000.0, 3),
             decide_ms=round(entry.decide_seconds * 1000.0, 3),
-            tables=_tables(info),
-            tables_written=_written(info),
-            columns=_columns(info),
+            tables=names.tables,
+            tables_written=names.written,
+            columns=names.columns,
             masked_cells=masked_counts(plan),
             unmasked=tuple(sorted(_unmask(decision))) if entry.unmasked else (),
             parameters=params,
@@ -939,28 +956,41 @@ class RelayMachine:
         entry.started = now
 
 
-@lru_cache(maxsize=4096)
-def _tables(info: StatementInfo | None) -> tuple[str, ...]:
-    if info is None:
-        return ()
-    names = dict.fromkeys(t.qualified for t in (*info.tables_read, *info.tables_written))
-    return tuple(names)
+class _RecordedNames(NamedTuple):
+    """What a statement record names, worked out once per analysis."""
+
+    tables: tuple[str, ...]
+    written: tuple[str, ...]
+    columns: tuple[str, ...]  # `table.column` when the table is certain
 
 
-@lru_cache(maxsize=4096)
-def _columns(info: StatementInfo | None) -> tuple[str, ...]:
-    """Columns the statement names, `table.column` when the table is certain."""
+_NO_NAMES = _RecordedNames((), (), ())
+# Keyed by the analysis's id(), with the analysis kept alive next to its names so the id is
+# not reused meanwhile: hashing a StatementInfo costs more than working the names out.
+_recorded_names: dict[int, tuple[StatementInfo, _RecordedNames]] = {}
+_RECORDED_NAMES_LIMIT = 4096
+
+
+def _names(info: StatementInfo | None) -> _RecordedNames:
     if info is None:
-        return ()
-    names = (
-        f"{c.table.qualified}.{c.name}" if c.table is not None else c.name for c in info.columns
+        return _NO_NAMES
+    known = _recorded_names.get(id(info))
+    if known is not None and known[0] is info:
+        return known[1]
+    names = _RecordedNames(
+        tuple(dict.fromkeys(t.qualified for t in (*info.tables_read, *info.tables_written))),
+        tuple(dict.fromkeys(t.qualified for t in info.tables_written)),
+        tuple(
+            dict.fromkeys(
+                f"{c.table.qualified}.{c.name}" if c.table is not None else c.name
+                for c in info.columns
+            )
+        ),
     )
-    return tuple(dict.fromkeys(names))
-
-
-@lru_cache(maxsize=4096)
-def _written(info: StatementInfo | None) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(t.qualified for t in info.tables_written)) if info else ()
+    if len(_recorded_names) >= _RECORDED_NAMES_LIMIT:
+        _recorded_names.clear()
+    _recorded_names[id(info)] = (info, names)
+    return names
 
 
 def _copies_out(infos: tuple[StatementInfo, ...]) -> list[StatementInfo]:

@@ -20,7 +20,8 @@ carry it past the masking.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from functools import lru_cache
 
 from bastion.pipeline.context import ConnectionContext
 from bastion.pipeline.stages import CopyRewriter, MaskPlan, MaskPlanner
@@ -37,6 +38,13 @@ _TEXT_FIELDS = ("M", "D", "H", "W", "q")
 class _Shape:
     columns: tuple[Column, ...]
     formats_known: bool  # False for a statement's description: the Bind decides formats
+    key: Hashable  # identifies the columns for the planner's cache: the wire bytes, formats
+
+
+@lru_cache(maxsize=1024)
+def _described(body: bytes) -> tuple[Column, ...]:
+    """A RowDescription's columns; a prepared statement's comes back at every Describe."""
+    return backend.decode_row_description(body)
 
 
 class ResultMasking:
@@ -50,12 +58,12 @@ class ResultMasking:
     # Shapes.
 
     def described_statement(self, name: str, body: memoryview | None) -> None:
-        columns = backend.decode_row_description(body) if body is not None else ()
-        self._statements[name] = _Shape(columns, formats_known=False)
+        raw = bytes(body) if body is not None else b""
+        self._statements[name] = _Shape(_described(raw) if raw else (), False, raw)
 
     def described_portal(self, name: str, body: memoryview | None) -> None:
-        columns = backend.decode_row_description(body) if body is not None else ()
-        self._portals[name] = _Shape(columns, formats_known=True)
+        raw = bytes(body) if body is not None else b""
+        self._portals[name] = _Shape(_described(raw) if raw else (), True, raw)
 
     def bound(self, portal: str, statement: str, result_formats: tuple[int, ...]) -> None:
         self._suspended.pop(portal, None)
@@ -63,7 +71,10 @@ class ResultMasking:
         if shape is None:
             self._portals.pop(portal, None)
             return
-        self._portals[portal] = _Shape(_with_formats(shape.columns, result_formats), True)
+        raw = shape.key
+        assert isinstance(raw, bytes)
+        columns = _bound(raw, result_formats) if raw else ()
+        self._portals[portal] = _Shape(columns, True, (raw, result_formats))
 
     def closed(self, kind: str, name: str) -> None:
         if kind == "S":
@@ -85,8 +96,10 @@ class ResultMasking:
         mask_with: str | None = None,
     ) -> MaskPlan | None:
         """The plan for a result whose RowDescription is `body` (simple Query)."""
-        columns = backend.decode_row_description(body)
-        return self._planner.plan(self._context, statement, columns, unmask, mask_with)
+        raw = bytes(body)
+        return self._planner.plan(
+            self._context, statement, _described(raw), unmask, mask_with, shape=raw
+        )
 
     def for_execute(
         self,
@@ -100,7 +113,9 @@ class ResultMasking:
             plan = self._suspended[portal]
             return plan.fresh() if plan is not None else None
         shape = self._portals[portal]
-        return self._planner.plan(self._context, statement, shape.columns, unmask, mask_with)
+        return self._planner.plan(
+            self._context, statement, shape.columns, unmask, mask_with, shape=shape.key
+        )
 
     def for_copy(
         self,
@@ -158,6 +173,12 @@ class ResultMasking:
         if not counts:
             return None
         return backend.encode_notification(pid, channel, masked)
+
+
+@lru_cache(maxsize=1024)
+def _bound(description: bytes, formats: tuple[int, ...]) -> tuple[Column, ...]:
+    """A statement's columns in the formats a Bind asked for."""
+    return _with_formats(_described(description), formats)
 
 
 def _with_formats(columns: Sequence[Column], formats: tuple[int, ...]) -> tuple[Column, ...]:
