@@ -188,3 +188,54 @@ def test_inject_waits_for_a_streamed_message_to_end() -> None:
     assert bytes(recorder.out) == big[:100]
     relay.feed(big[100:])
     assert bytes(recorder.out) == big + b"NOTICE"
+
+
+class Batches:
+    """Answers runs of DataRows: upper-cases every row, and remembers each run's rows."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[bytes]] = []
+
+    def inspect(self, bodies: list[memoryview]) -> bytes | None:
+        self.runs.append([bytes(body) for body in bodies])
+        return b"".join(frame(ord("D"), bytes(body).upper()) for body in bodies)
+
+
+def _batching(recorder: Recorder, batches: Batches, max_length: int = 1 << 16) -> FramedRelay:
+    relay = FramedRelay(recorder.write, recorder.inspect, frozenset({ord("d")}), max_length)
+    relay.batch_type = ord("D")
+    relay.batch_inspect = batches.inspect
+    return relay
+
+
+@given(cuts=st.lists(st.integers(min_value=1, max_value=200), max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_runs_of_rows_are_answered_together_whatever_the_chunking(cuts: list[int]) -> None:
+    recorder, batches = Recorder(), Batches()
+    relay = _batching(recorder, batches)
+    stream = _stream()
+    position = 0
+    for cut in sorted(set(cuts)):
+        relay.feed(stream[position:cut])
+        position = max(position, cut)
+    relay.feed(stream[position:])
+    rows = [row for run in batches.runs for row in run]
+    assert rows == [*(b"row%d" % i for i in range(5)), b"x" * 5000]  # once each, in order
+    expected = stream.replace(b"row", b"ROW").replace(b"x" * 5000, b"X" * 5000)
+    assert bytes(recorder.out) == expected
+    # Other messages still go to the inspector one by one.
+    assert [t for t, _ in recorder.seen] == [ord("T"), ord("C"), ord("Z")]
+
+
+def test_one_chunk_of_rows_is_one_run() -> None:
+    recorder, batches = Recorder(), Batches()
+    _batching(recorder, batches).feed(_stream())
+    assert len(batches.runs) == 1 and len(batches.runs[0]) == 6
+
+
+def test_a_row_too_long_inside_a_run_is_refused() -> None:
+    recorder, batches = Recorder(), Batches()
+    relay = _batching(recorder, batches, max_length=1 << 10)
+    oversized = b"D" + struct.pack(">I", 1 << 11) + b"x" * 8
+    with pytest.raises(ProtocolViolation, match="exceeds"):
+        relay.feed(frame(ord("D"), b"ok") + oversized)

@@ -42,6 +42,10 @@ class MaskPlan(Protocol):
 
     def apply(self, row: memoryview) -> bytes: ...
 
+    def apply_batch(self, rows: Sequence[memoryview]) -> list[bytes]:
+        """`apply` for several rows at once (one content scan for all of them)."""
+        ...
+
     def masked_cells(self) -> Mapping[str, int]:
         """Cells masked so far in this result, per sensitive class."""
         ...

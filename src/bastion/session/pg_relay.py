@@ -20,6 +20,7 @@ It never touches sockets; the driver feeds it and acts on what it returns.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -95,6 +96,7 @@ from bastion.wire.postgres.framing import cstr, frame
 SKIP_ROWS = frozenset({B_DATA_ROW, B_COPY_DATA})
 SKIP_COPY_DATA = frozenset({B_COPY_DATA})
 SKIP_NOTHING: frozenset[int] = frozenset()
+_DATA_ROW_HEADER = struct.Struct("!BI")
 # Command tags whose last word is a row count.
 _COUNTED_TAGS = frozenset(
     {"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "FETCH", "MOVE"}
@@ -796,6 +798,29 @@ class RelayMachine:
             rewriter, head.copy_out = head.copy_out, None
             if rewriter is not None:
                 rewriter.finish()
+
+    def data_rows(self, bodies: list[memoryview]) -> bytes | None:
+        """Several consecutive DataRows of the current result, answered together: masked in
+        one pass (one content scan for all), or None when they pass unchanged."""
+        if not self._pending:
+            raise RelayDesync("server sent a row with no request outstanding")
+        head = self._pending[0]
+        plan = head.mask_plan
+        if plan is None or head.max_rows is not None:
+            replies = [self._data_row(body) for body in bodies]
+            if all(reply is None for reply in replies):
+                return None
+            return b"".join(
+                frame(B_DATA_ROW, bytes(body)) if reply is None else reply
+                for body, reply in zip(bodies, replies, strict=True)
+            )
+        head.rows += len(bodies)
+        pieces: list[bytes] = []
+        header = _DATA_ROW_HEADER.pack
+        for row in plan.apply_batch(bodies):
+            pieces.append(header(B_DATA_ROW, len(row) + 4))
+            pieces.append(row)
+        return b"".join(pieces)
 
     def _data_row(self, body: memoryview) -> bytes | None:
         if not self._pending:

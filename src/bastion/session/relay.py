@@ -6,6 +6,10 @@ shown to the inspector, which may return replacement bytes (or b"" to drop the m
 Messages of a skipped type that straddle chunk boundaries are streamed through as they arrive,
 so a huge DataRow or CopyData never has to be held in memory whole.
 
+Runs of one message type can be shown together: when `batch_inspect` is set, consecutive
+complete messages of `batch_type` (DataRows) in a chunk go to it in one call, which answers
+for the whole run. Masking uses it to scan the free text of many rows in one pass.
+
 Two extras serve messages that must wait (a statement waiting for approval or for room in the
 audit record; a result waiting until its audit record is durable). The inspector may call
 `hold()` while it looks at a message: that message and everything after it are kept,
@@ -23,6 +27,7 @@ from collections.abc import Callable
 from bastion.errors import ProtocolViolation
 
 Inspector = Callable[[int, memoryview], bytes | None]
+BatchInspector = Callable[[list[memoryview]], bytes | None]
 Writer = Callable[[bytes], None]
 
 _LENGTH = struct.Struct(">I")
@@ -41,6 +46,8 @@ class FramedRelay:
         "_queued",
         "_stream_left",
         "_write",
+        "batch_inspect",
+        "batch_type",
         "skip_types",
     )
 
@@ -65,6 +72,8 @@ class FramedRelay:
         # When not None: the held message is not inspected again but written as this.
         self._held_first: bytes | None = None
         self._queued: list[bytes] = []
+        self.batch_type = -1
+        self.batch_inspect: BatchInspector | None = None
 
     def hold(self, *, reinspect: bool = True) -> None:
         """Keep the message being inspected, and all that follows, until release()."""
@@ -164,7 +173,11 @@ class FramedRelay:
                 break
             if view is None:
                 view = memoryview(data)
-            replacement = self._inspect(type_byte, view[pos + 5 : end])
+            if type_byte == self.batch_type and self.batch_inspect is not None:
+                end = self._run_end(data, end, size)
+                replacement = self.batch_inspect(_bodies(view, pos, end))
+            else:
+                replacement = self._inspect(type_byte, view[pos + 5 : end])
             skip = self.skip_types  # the inspector may switch row inspection on or off
             if self._holding:
                 if pos > start:
@@ -191,6 +204,24 @@ class FramedRelay:
             if size - pos < 5:
                 self._need = 5
 
+    def _run_end(self, data: bytes, end: int, size: int) -> int:
+        """Where the run of complete `batch_type` messages that starts before `end` ends."""
+        batch_type = self.batch_type
+        unpack = _LENGTH.unpack_from
+        while size - end >= 5 and data[end] == batch_type:
+            length = unpack(data, end + 1)[0]
+            if length < 4:
+                raise ProtocolViolation(f"invalid message length {length}")
+            if length > self._max_length:
+                raise ProtocolViolation(
+                    f"message of {length} bytes exceeds the {self._max_length}-byte limit"
+                )
+            following = end + 1 + length
+            if following > size:
+                break
+            end = following
+        return end
+
     def _write_all(self, pieces: list[bytes]) -> None:
         if len(pieces) == 1:
             self._write(pieces[0])
@@ -200,3 +231,14 @@ class FramedRelay:
     @property
     def buffered(self) -> int:
         return len(self._partial)
+
+
+def _bodies(view: memoryview, start: int, end: int) -> list[memoryview]:
+    """The bodies of the whole messages in view[start:end]."""
+    bodies: list[memoryview] = []
+    unpack = _LENGTH.unpack_from
+    while start < end:
+        following = start + 1 + unpack(view, start + 1)[0]
+        bodies.append(view[start + 5 : following])
+        start = following
+    return bodies

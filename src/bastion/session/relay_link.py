@@ -35,6 +35,7 @@ from bastion.session.pg_relay import (
 )
 from bastion.session.relay import FramedRelay
 from bastion.wire.postgres.codes import (
+    B_DATA_ROW,
     F_COPY_DATA,
     MAX_PROTOCOL_MESSAGE,
     TX_FAILED,
@@ -105,6 +106,10 @@ class RelayLink:
             SKIP_ROWS,
             MAX_PROTOCOL_MESSAGE,
         )
+        # Rows that must be seen (masked or counted) go to the machine a chunk's worth at a
+        # time; a row changes nothing else, so the per-message bookkeeping is not needed.
+        self._s2c.batch_type = B_DATA_ROW
+        self._s2c.batch_inspect = self.machine.data_rows
 
     def start(self) -> None:
         high = self._gw.limits.write_buffer_high_water
