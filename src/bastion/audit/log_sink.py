@@ -47,7 +47,7 @@ class JsonLogSink:
             self._logger.info(message, extra={"fields": _fields(event)})
             return
         line = {
-            "ts": utc_timestamp(time.time()),
+            "ts": _timestamp(),
             "level": "info",
             "logger": self._logger.name,
             "msg": message,
@@ -55,11 +55,11 @@ class JsonLogSink:
         }
         # Connection events are rare and readers correlate them with what the client saw:
         # write them at once. Statement lines wait for the end of the loop turn.
-        self._writer.write_line(
-            json.dumps(line, default=str, ensure_ascii=False), now=message == "connection"
-        )
+        self._writer.write_line(_ENCODER.encode(line), now=message == "connection")
 
 
+# One encoder, built once: json.dumps with options builds a new one on every call.
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 _second: int = -1
 _second_text = ""
 
