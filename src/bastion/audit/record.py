@@ -208,11 +208,16 @@ def event_payload(event: ConnectionEvent | StatementEvent) -> tuple[str, dict[st
     """The record kind and payload for a session event: its set fields, tuples as lists."""
     kind = KIND_CONNECTION if isinstance(event, ConnectionEvent) else KIND_STATEMENT
     payload: dict[str, Any] = {}
+    # Dispatch on the exact type: this runs for every statement, and comparing an int with ""
+    # and () costs more than asking its type once.
     for name in _field_names(type(event)):
         value = getattr(event, name)
-        if value is None or value == "" or value == ():
-            continue
-        payload[name] = list(value) if isinstance(value, tuple) else value
+        kind_of = type(value)
+        if kind_of is str or kind_of is tuple:
+            if value:
+                payload[name] = list(value) if kind_of is tuple else value
+        elif value is not None:
+            payload[name] = list(value) if isinstance(value, tuple) else value
     return kind, payload
 
 
