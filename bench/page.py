@@ -1,17 +1,22 @@
-"""docs/benchmarks.md, drawn from the results JSON alone.
+"""docs/benchmarks.md, drawn from the results JSON and one hand-written section.
 
-Everything on the page comes from bench/results/latest.json (machine, settings, runs, summary,
-targets, idle, micro, hotspots), so `python bench/run.py --render-only` can redraw it after a
-change here without re-running the benchmark. Sentences that quote numbers are left out when
-their numbers are missing (a quick run, no pgbouncer).
+Every measured number on the page comes from bench/results/latest.json (machine, settings,
+runs, summary, targets, idle, micro, hotspots), so `python bench/run.py --render-only` can
+redraw it after a change here without re-running the benchmark. Sentences that quote numbers
+are left out when their numbers are missing (a quick run, no pgbouncer). The explanation of
+missed targets, which comes from profiles and experiments rather than from one run, is kept in
+bench/analysis.md and placed after the targets.
 """
 
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
 from bench.report import DIRECT, PGBOUNCER, TARGET_ORDER
+
+ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
 
 
 def _fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
@@ -106,6 +111,7 @@ def render(results: dict[str, Any]) -> str:
         "Latency is the median per-transaction latency from pgbench's per-transaction logs; at 1"
         " client each select-only transaction is one round trip in all three protocols.",
         "",
+        *_analysis(),
         "## Throughput at a glance",
         "",
         "Transactions per second (rows per second for the wide result), median of the rounds;"
@@ -193,6 +199,13 @@ def render(results: dict[str, Any]) -> str:
     out += _hotspots_section(results.get("hotspots"))
     out += _method_section(settings)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _analysis() -> list[str]:
+    """The hand-written explanation of the misses (bench/analysis.md), when there is one."""
+    if not ANALYSIS.exists():
+        return []
+    return [ANALYSIS.read_text(encoding="utf-8").rstrip(), ""]
 
 
 def _get(summary: dict[str, Any], workload: str, target: str, key: str) -> Any:
