@@ -217,6 +217,25 @@ def test_max_rows_truncates_and_says_so(machine: RelayMachine) -> None:
     assert not machine.inspect_rows
 
 
+def test_max_rows_holds_for_rows_answered_together(machine: RelayMachine) -> None:
+    feed_client(machine, frontend.encode_query("SELECT g FROM generate_series(1, 5) g"))
+    feed_server(machine, ROWDESC)
+    bodies = [memoryview(b"\x00\x01\x00\x00\x00\x01" + bytes([48 + i])) for i in range(5)]
+    kept = machine.data_rows(bodies)
+    assert kept is not None and [chr(t) for t, _ in _messages(kept)] == ["D", "D", "D"]
+    end = feed_server(machine, complete("SELECT 5") + backend.encode_ready_for_query(73))
+    assert backend.decode_command_complete(_messages(end)[1][1]) == "SELECT 3"
+
+
+def test_copy_out_cannot_escape_max_rows(machine: RelayMachine, sink: Sink) -> None:
+    verdicts = feed_client(machine, frontend.encode_query("COPY t TO STDOUT"))
+    assert isinstance(verdicts[0], Substitute)  # the server runs the injected failure instead
+    seen = feed_server(machine, backend.encode_error("22012", "division by zero"))
+    error = backend.decode_fields(_messages(seen)[0][1])
+    assert error["M"] == "bastion: limited: COPY ... TO STDOUT cannot be limited to 3 rows"
+    assert "LIMIT" in error["H"]
+
+
 def test_results_within_the_limit_are_untouched(machine: RelayMachine) -> None:
     feed_client(machine, frontend.encode_query("SELECT 1"))
     server = ROWDESC + _frame(ord("D"), b"\x00\x01\x00\x00\x00\x011") + complete("SELECT 1")

@@ -356,6 +356,17 @@ class RelayMachine:
         return True
 
     def _checked(self, decision: Decision, infos: tuple[StatementInfo, ...]) -> Decision:
+        if (
+            isinstance(decision, Allow)
+            and decision.obligations.max_rows is not None
+            and _copies_out(infos)
+        ):
+            # COPY's rows are not a result that can be cut short with a notice and a tag.
+            return Deny(
+                decision.rule,
+                f"COPY ... TO STDOUT cannot be limited to {decision.obligations.max_rows} rows",
+                hint="SELECT the rows with a LIMIT instead, or ask for a rule without max_rows",
+            )
         if self._masking is not None and isinstance(decision, Allow):
             for info in _copies_out(infos):
                 refusal = self._masking.copy_refusal(info, decision.obligations.unmask)
