@@ -10,13 +10,11 @@ success, 1 when the API refuses or cannot be reached, 2 on usage errors.
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import datetime
 from typing import Any
 
-from bastion.cli.common import EXIT_OK, EXIT_USAGE
+from bastion.cli.common import EXIT_OK, show_usage
 from bastion.cli.http import (
-    Handler,
     add_client_options,
     call,
     print_json,
@@ -38,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Decide statements Bastion holds for approval, through its admin API. "
         "Log in first with `bastion login USER`.",
     )
-    parser.set_defaults(func=_usage(parser))
+    parser.set_defaults(func=show_usage(parser))
     commands = parser.add_subparsers(dest="approvals_command", metavar="SUBCOMMAND")
 
     listing = commands.add_parser("list", help="list requests (pending ones by default)")
@@ -216,11 +214,3 @@ def _limit(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
         raise argparse.ArgumentTypeError(f"not a number from 1 to {MAX_LIMIT}: {value!r}")
     return int(value)
-
-
-def _usage(parser: argparse.ArgumentParser) -> Handler:
-    def run(_args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-
-    return run

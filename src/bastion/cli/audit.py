@@ -41,6 +41,7 @@ from bastion.cli.common import (
     EXIT_USAGE,
     add_data_dir_option,
     resolve_data_dir,
+    show_usage,
 )
 from bastion.datadir import DataDir
 from bastion.errors import BastionError
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="read, search, verify, export and prune the audit record",
         description="Work with Bastion's tamper-evident audit record.",
     )
-    parser.set_defaults(func=_usage(parser))
+    parser.set_defaults(func=show_usage(parser))
     commands = parser.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
 
     tail = commands.add_parser("tail", help="print the newest records (-f: keep following)")
@@ -412,13 +413,5 @@ def _guard(handler: _Handler) -> _Handler:
         except (OSError, ValueError) as exc:
             print(str(exc), file=sys.stderr)
             return EXIT_USAGE
-
-    return run
-
-
-def _usage(parser: argparse.ArgumentParser) -> _Handler:
-    def run(_args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
 
     return run

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_DATA_DIR = "./bastion-data"
@@ -44,3 +46,13 @@ def add_admin_url_option(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("BASTION_ADMIN_URL"),
         help="URL of a running Bastion's admin API (default: $BASTION_ADMIN_URL)",
     )
+
+
+def show_usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command group run without a subcommand: its help, on stderr."""
+
+    def run(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    return run

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from bastion.cli.common import EXIT_OK, EXIT_USAGE
+from bastion.cli.common import EXIT_OK, EXIT_USAGE, show_usage
 from bastion.config import config_json_schema, load_config
 from bastion.config.docs import render_reference
 from bastion.errors import ConfigError
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="check a configuration file, or print its schema or reference",
         description="Work with Bastion's configuration file.",
     )
-    parser.set_defaults(func=lambda _args: _usage(parser))
+    parser.set_defaults(func=show_usage(parser))
     commands = parser.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
 
     check = commands.add_parser(
@@ -91,8 +91,3 @@ def run_docs(args: argparse.Namespace) -> int:
     """`bastion config docs`."""
     sys.stdout.write(render_reference())
     return EXIT_OK
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE

@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bastion.cli.common import EXIT_OK, EXIT_USAGE
+from bastion.cli.common import EXIT_OK, EXIT_USAGE, show_usage
 from bastion.config.loader import load_config
 from bastion.config.model import BastionConfig
 from bastion.errors import ConfigError
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="check a policy file, or explain how it decides a statement",
         description="Work with Bastion's policy file.",
     )
-    parser.set_defaults(func=lambda _args: _usage(parser))
+    parser.set_defaults(func=show_usage(parser))
     commands = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
 
     check = commands.add_parser(
@@ -269,8 +269,3 @@ def _moment(value: str | None) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE

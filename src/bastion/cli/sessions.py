@@ -10,14 +10,12 @@ when the API refuses or cannot be reached, 2 on usage errors.
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from bastion.cli.common import EXIT_OK, EXIT_USAGE
+from bastion.cli.common import EXIT_OK, show_usage
 from bastion.cli.http import (
-    Handler,
     add_client_options,
     call,
     print_json,
@@ -38,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Needs membership in one of listeners.admin.operator_groups; log in first with "
         "`bastion login USER`.",
     )
-    parser.set_defaults(func=_usage(parser))
+    parser.set_defaults(func=show_usage(parser))
     commands = parser.add_subparsers(dest="sessions_command", metavar="SUBCOMMAND")
 
     listing = commands.add_parser("list", help="list the sessions open now, oldest first")
@@ -162,11 +160,3 @@ def _reason(value: str) -> str:
 def _path_segment(value: str) -> str:
     # Session ids are hex; anything else is sent escaped, for the server to answer 404.
     return quote(value, safe="")
-
-
-def _usage(parser: argparse.ArgumentParser) -> Handler:
-    def run(_args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-
-    return run

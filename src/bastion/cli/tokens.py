@@ -31,6 +31,7 @@ from bastion.cli.common import (
     EXIT_USAGE,
     add_data_dir_option,
     resolve_data_dir,
+    show_usage,
 )
 from bastion.config.loader import load_config
 from bastion.config.model import BastionConfig
@@ -57,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Manage admin API tokens in the state store directly, without a running "
         "Bastion. Tokens act for a password user.",
     )
-    parser.set_defaults(func=_usage(parser))
+    parser.set_defaults(func=show_usage(parser))
     commands = parser.add_subparsers(dest="tokens_command", metavar="SUBCOMMAND")
 
     create = commands.add_parser(
@@ -244,13 +245,5 @@ def _guard(handler: _Handler) -> _Handler:
         except OSError as exc:
             print(f"bastion tokens: {exc}", file=sys.stderr)
             return EXIT_FAILURE
-
-    return run
-
-
-def _usage(parser: argparse.ArgumentParser) -> _Handler:
-    def run(_args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
 
     return run

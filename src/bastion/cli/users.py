@@ -19,6 +19,7 @@ from bastion.cli.common import (
     EXIT_USAGE,
     add_data_dir_option,
     resolve_data_dir,
+    show_usage,
 )
 from bastion.datadir import DataDir
 from bastion.errors import ConfigError
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Add, list and remove the password users kept in the data dir.",
     )
     commands = parser.add_subparsers(dest="users_command", metavar="SUBCOMMAND")
-    parser.set_defaults(func=_usage(parser))
+    parser.set_defaults(func=show_usage(parser))
 
     add = commands.add_parser(
         "add",
@@ -86,14 +87,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Read a password like `users add` does and print its SCRAM-SHA-256 verifier.",
     )
     verifier.set_defaults(func=_verifier)
-
-
-def _usage(parser: argparse.ArgumentParser) -> _Handler:
-    def show(_args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-
-    return show
 
 
 def _data_dir(args: argparse.Namespace) -> DataDir:
