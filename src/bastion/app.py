@@ -521,8 +521,15 @@ async def serve_until_stopped(
             writer.flush()
 
 
+# How long another thread (the audit writer) may keep the interpreter once the event loop
+# asks for it. Python's 5 ms let one audit batch hold a waiting client's reply for as long as
+# the batch took: 1-client p99 2 ms; at 0.1 ms it was 0.8-0.9 ms, at no cost in throughput.
+THREAD_SWITCH_SECONDS = 0.0001
+
+
 def run_event_loop(main: Awaitable[None]) -> None:
     """Run a coroutine on uvloop when it is available, else on the default loop."""
+    sys.setswitchinterval(THREAD_SWITCH_SECONDS)
     try:
         import uvloop
     except ImportError:  # uvloop does not exist on every platform
