@@ -192,6 +192,13 @@ INFERENCE = [
     ("CREATE TABLE x AS SELECT id FROM customers WHERE ssn > '5'", {("ssn", "where")}),
     ("COPY (SELECT id FROM customers ORDER BY ssn) TO STDOUT", {("ssn", "order")}),
     ("DO $$ BEGIN PERFORM 1 FROM customers WHERE ssn LIKE '1%'; END $$", {("ssn", "where")}),
+    # row-level security policies filter rows like a WHERE
+    (
+        "CREATE POLICY p ON customers USING (ssn LIKE '1%') WITH CHECK (email ~ 'a')",
+        {("ssn", "where"), ("email", "where")},
+    ),
+    ("ALTER POLICY p ON customers USING (length(ssn) > 3)", {("ssn", "where")}),
+    ("CREATE POLICY p ON customers USING (tenant = 'acme')", set()),
     # nothing to infer
     ("SELECT ssn, email FROM customers", set()),
     ("SELECT * FROM customers WHERE id = 1 LIMIT 10", set()),

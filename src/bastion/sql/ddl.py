@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bastion.sql import flags
-from bastion.sql.columns import OTHER
+from bastion.sql.columns import OTHER, WHERE
 from bastion.sql.functions import setting_flags
 from bastion.sql.kinds import ON_RELATION_OBJECTS, RELATION_OBJECTS
 from bastion.sql.plpgsql import create_function
@@ -93,6 +93,22 @@ def targets(*fields: str, read: bool = False, flag: str | None = None) -> Handle
 
 
 _plain_targets = targets("relation")
+_POLICY_CONDITIONS = ("qual", "with_check")
+
+
+def _row_policy(collector: Collector, body: Node, scope: Scope | None) -> None:
+    """CREATE / ALTER POLICY: its USING and WITH CHECK expressions are conditions on the
+    table's rows, like a WHERE: a policy filtering on a column learns its values through what
+    becomes visible, so they count for inference too."""
+    targets("table")(
+        collector, {k: v for k, v in body.items() if k not in _POLICY_CONDITIONS}, scope
+    )
+    policy_scope = Scope(parent=scope)
+    for range_var in _range_vars(body.get("table")):
+        table = table_from_range_var(range_var)
+        policy_scope.relations.append(Relation(table.name, table))
+    for field in _POLICY_CONDITIONS:
+        collector.condition(body.get(field), WHERE, policy_scope)
 
 
 def alter_table(collector: Collector, body: Node, scope: Scope | None) -> None:
@@ -241,8 +257,8 @@ HANDLERS: dict[str, Handler] = {
     "AlterTableStmt": alter_table,
     "IndexStmt": _plain_targets,
     "CreateTrigStmt": _plain_targets,
-    "CreatePolicyStmt": targets("table"),
-    "AlterPolicyStmt": targets("table"),
+    "CreatePolicyStmt": _row_policy,
+    "AlterPolicyStmt": _row_policy,
     "CreateSeqStmt": targets("sequence"),
     "AlterSeqStmt": targets("sequence"),
     "RenameStmt": _plain_targets,
