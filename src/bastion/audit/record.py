@@ -131,12 +131,25 @@ def ts_from_micros(micros: int) -> datetime:
 def hashed_bytes(seq: int, ts: datetime, kind: str, payload_json: str) -> bytes:
     """canonical({"kind", "payload", "seq", "ts"}), with the payload's stored text as is."""
     envelope = (
-        f'{{"kind":{json.dumps(kind, ensure_ascii=False)},"payload":{payload_json},'
+        f'{{"kind":{_kind_json(kind)},"payload":{payload_json},'
         f'"seq":{seq},"ts":"{format_ts(ts)}"}}'
     )
     # surrogateescape: text a store read from invalid UTF-8 hashes as the bytes it holds
     # (and so fails its check) instead of stopping the verifier.
     return envelope.encode("utf-8", "surrogateescape")
+
+
+_KIND_JSON: dict[str, str] = {}
+
+
+def _kind_json(kind: str) -> str:
+    """A kind as JSON text; the few kinds there are are encoded once each."""
+    text = _KIND_JSON.get(kind)
+    if text is None:
+        text = json.dumps(kind, ensure_ascii=False)
+        if len(_KIND_JSON) < 64:
+            _KIND_JSON[kind] = text
+    return text
 
 
 def record_hash(prev_hash: str, seq: int, ts: datetime, kind: str, payload_json: str) -> str:
