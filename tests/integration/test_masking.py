@@ -409,6 +409,7 @@ COPY_OUT_FORMATS = [
     ("WITH CSV HEADER", ",", True),
     ("WITH (FORMAT csv, DELIMITER '|', NULL 'nil', QUOTE '''')", "|", False),
     ("WITH (DELIMITER ';', NULL '')", ";", False),
+    ("WITH (FORMAT text, HEADER)", "\t", True),
 ]
 CUSTOMER_COLUMNS = "id, full_name, email, phone, card_number, ssn, birth_date, city, notes"
 
@@ -551,6 +552,32 @@ def test_binary_copy_is_masked_and_still_decodes(
     assert all(isinstance(r[2], datetime.date) for r in rows)
     assert all(r[1] != w[1] for r, w in zip(rows, raw, strict=True))
     assert _leaks(repr(rows), summary) == []
+
+
+def test_asyncpg_copy_out_is_masked(
+    masked: BastionProcess, shop_db: tuple[str, SampleSummary]
+) -> None:
+    summary = shop_db[1]
+
+    async def export() -> tuple[bytes, bytes]:
+        conn = await asyncpg_connect(masked.dsn())
+        try:
+            table, query = io.BytesIO(), io.BytesIO()
+            await conn.copy_from_table(
+                "customers", columns=["id", "email", "ssn", "notes"], output=table, format="csv"
+            )
+            await conn.copy_from_query(
+                "SELECT id, upper(email) FROM customers WHERE id < $1", 50, output=query
+            )
+            return table.getvalue(), query.getvalue()
+        finally:
+            await conn.close()
+
+    table, query = asyncio.run(export())
+    assert len(table.splitlines()) == summary.row_counts["customers"]
+    assert query.count(b"\n") == 49
+    assert _leaks((table + query).decode(), summary) == []
+    assert summary.first_customer.email.upper().encode() not in query  # computed: tainted
 
 
 def test_copy_that_cannot_be_masked_is_refused_and_entitled_users_copy_in_clear(
