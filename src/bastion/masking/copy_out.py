@@ -48,7 +48,7 @@ class CopyColumn(NamedTuple):
 
 class NamedRelation(Protocol):
     @property
-    def schema(self) -> str: ...
+    def oid(self) -> int: ...
 
     @property
     def name(self) -> str: ...
@@ -60,6 +60,8 @@ class RelationCatalog(Protocol):
 
     @property
     def relations(self) -> Mapping[int, NamedRelation]: ...
+
+    def find(self, schema: str, name: str) -> NamedRelation | None: ...
 
     def columns_of(self, oid: int) -> Sequence[CatalogColumn]: ...
 
@@ -131,20 +133,18 @@ class TableFinder:
     an ambiguous name is not resolved)."""
 
     def __init__(self, catalog: RelationCatalog) -> None:
-        relations = catalog.relations
-        self._qualified = {(r.schema, r.name): oid for oid, r in relations.items()}
         by_name: dict[str, list[int]] = {}
-        for oid, relation in relations.items():
+        for oid, relation in catalog.relations.items():
             by_name.setdefault(relation.name, []).append(oid)
         self._by_name = {name: oids[0] for name, oids in by_name.items() if len(oids) == 1}
         self._catalog = catalog
 
     def columns(self, table: TableRef) -> Sequence[CatalogColumn] | None:
-        oid = (
-            self._qualified.get((table.schema, table.name))
-            if table.schema
-            else self._by_name.get(table.name)
-        )
+        if table.schema:
+            relation = self._catalog.find(table.schema, table.name)
+            oid = relation.oid if relation is not None else None
+        else:
+            oid = self._by_name.get(table.name)
         if oid is None:
             return None
         return self._catalog.columns_of(oid) or None

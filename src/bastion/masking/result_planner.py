@@ -223,21 +223,16 @@ class ResultMaskPlanner:
         if statement is None:
             return [None] * width
         names = self._by_name(source)
-        tables = [t for t in (*statement.tables_read, *statement.tables_written)]
-        whole: list[Classification | None] = []
-
-        def statement_taint() -> Classification | None:
-            if not whole:
-                refs = [ref for ref in statement.columns if ref.clause in _OUTPUT_CLAUSES]
-                whole.append(_strictest(names, refs, tables))
-            return whole[0]
-
+        tables = [*statement.tables_read, *statement.tables_written]
         outputs = self._aligned(source, statement, width)
+        whole: Classification | None = None
+        if outputs is None or any(output.opaque for output in outputs):
+            projected = [ref for ref in statement.columns if ref.clause in _OUTPUT_CLAUSES]
+            whole = _strictest(names, projected, tables)
         if outputs is None:
-            return [statement_taint()] * width
+            return [whole] * width
         return [
-            statement_taint() if output.opaque else _strictest(names, output.refs, tables)
-            for output in outputs
+            whole if output.opaque else _strictest(names, output.refs, tables) for output in outputs
         ]
 
     def _aligned(

@@ -1033,11 +1033,15 @@ def _copies_out(infos: tuple[StatementInfo, ...]) -> list[StatementInfo]:
     """The statements among `infos` (and those they hold) that are COPY ... TO STDOUT."""
     found: list[StatementInfo] = []
     for info in infos:
-        copy = info.copy
-        if copy is not None and copy.direction == "to" and copy.target == "stdout":
+        if _is_copy_out(info):
             found.append(info)
         found.extend(_copies_out(info.inner))
     return found
+
+
+def _is_copy_out(info: StatementInfo) -> bool:
+    copy = info.copy
+    return copy is not None and copy.direction == "to" and copy.target == "stdout"
 
 
 def _copy_out_statement(entry: _Pending) -> StatementInfo | None:
@@ -1045,10 +1049,7 @@ def _copy_out_statement(entry: _Pending) -> StatementInfo | None:
     statements = entry.statements
     index = entry.index if entry.op == F_QUERY else 0
     info = statements[index] if index < len(statements) else None
-    copy = info.copy if info is not None else None
-    if copy is not None and copy.direction == "to" and copy.target == "stdout":
-        return info
-    return None
+    return info if info is not None and _is_copy_out(info) else None
 
 
 def _mask_with(decision: Decision) -> str | None:

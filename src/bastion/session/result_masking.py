@@ -37,7 +37,6 @@ _TEXT_FIELDS = ("M", "D", "H", "W", "q")
 @dataclasses.dataclass(slots=True)
 class _Shape:
     columns: tuple[Column, ...]
-    formats_known: bool  # False for a statement's description: the Bind decides formats
     key: Hashable  # identifies the columns for the planner's cache: the wire bytes, formats
 
 
@@ -51,30 +50,28 @@ class ResultMasking:
     def __init__(self, planner: MaskPlanner, context: ConnectionContext) -> None:
         self._planner = planner
         self._context = context
-        self._statements: dict[str, _Shape] = {}
+        # A prepared statement's RowDescription (b"" for NoData); its Bind decides the formats.
+        self._statements: dict[str, bytes] = {}
         self._portals: dict[str, _Shape] = {}
         self._suspended: dict[str, MaskPlan | None] = {}
 
     # Shapes.
 
     def described_statement(self, name: str, body: memoryview | None) -> None:
-        raw = bytes(body) if body is not None else b""
-        self._statements[name] = _Shape(_described(raw) if raw else (), False, raw)
+        self._statements[name] = bytes(body) if body is not None else b""
 
     def described_portal(self, name: str, body: memoryview | None) -> None:
         raw = bytes(body) if body is not None else b""
-        self._portals[name] = _Shape(_described(raw) if raw else (), True, raw)
+        self._portals[name] = _Shape(_described(raw) if raw else (), raw)
 
     def bound(self, portal: str, statement: str, result_formats: tuple[int, ...]) -> None:
         self._suspended.pop(portal, None)
-        shape = self._statements.get(statement)
-        if shape is None:
+        raw = self._statements.get(statement)
+        if raw is None:
             self._portals.pop(portal, None)
             return
-        raw = shape.key
-        assert isinstance(raw, bytes)
         columns = _bound(raw, result_formats) if raw else ()
-        self._portals[portal] = _Shape(columns, True, (raw, result_formats))
+        self._portals[portal] = _Shape(columns, (raw, result_formats))
 
     def closed(self, kind: str, name: str) -> None:
         if kind == "S":
