@@ -327,6 +327,10 @@ rules:
     match: {groups: [reporting]}
     effect: allow
     obligations: {mask_with: hash}
+  - id: interns-see-a-few
+    match: {groups: [interns]}
+    effect: allow
+    obligations: {max_rows: 5}
 """
 
 
@@ -343,6 +347,7 @@ def entitled(
         *DEFAULT_USERS,
         User("dana", "dana-secret-1", ("dba",)),
         User("sam", "sam-secret-1", ("support",)),
+        User("ivy", "ivy-secret-1", ("interns",)),
     )
     target = shop_target(postgres_endpoint, shop_db[0])
     with running_bastion(
@@ -603,6 +608,20 @@ def test_copy_that_cannot_be_masked_is_refused_and_entitled_users_copy_in_clear(
         f"COPY (SELECT email FROM customers WHERE id = {_first(summary)}) TO STDOUT",
     )
     assert data == summary.first_customer.email.encode() + b"\n"
+
+
+def test_a_row_limit_cannot_be_escaped_through_copy(entitled: BastionProcess) -> None:
+    dsn = entitled.dsn("ivy", "ivy-secret-1")
+    with psycopg.connect(dsn) as conn:
+        assert len(conn.execute("SELECT id FROM customers").fetchall()) == 5
+    done = subprocess.run(
+        ["psql", dsn, "-X", "-c", "COPY customers (id) TO STDOUT"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode != 0 and done.stdout == ""
+    assert "interns-see-a-few: COPY ... TO STDOUT cannot be limited to 5 rows" in done.stderr
 
 
 def test_per_output_taint_leaves_columns_computed_from_plain_data_in_clear(
