@@ -220,8 +220,10 @@ def test_max_rows_truncates_and_says_so(machine: RelayMachine) -> None:
 def test_max_rows_holds_for_rows_answered_together(machine: RelayMachine) -> None:
     feed_client(machine, frontend.encode_query("SELECT g FROM generate_series(1, 5) g"))
     feed_server(machine, ROWDESC)
-    bodies = [memoryview(b"\x00\x01\x00\x00\x00\x01" + bytes([48 + i])) for i in range(5)]
-    kept = machine.data_rows(bodies)
+    run = b"".join(
+        _frame(ord("D"), b"\x00\x01\x00\x00\x00\x01" + bytes([48 + i])) for i in range(5)
+    )
+    kept = machine.data_rows(memoryview(run))
     assert kept is not None and [chr(t) for t, _ in _messages(kept)] == ["D", "D", "D"]
     end = feed_server(machine, complete("SELECT 5") + backend.encode_ready_for_query(73))
     assert backend.decode_command_complete(_messages(end)[1][1]) == "SELECT 3"

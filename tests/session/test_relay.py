@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bastion.errors import ProtocolViolation
 from bastion.session.relay import FramedRelay
-from bastion.wire.postgres.framing import frame
+from bastion.wire.postgres.framing import frame, message_bodies
 
 SKIP = frozenset({ord("D"), ord("d")})
 
@@ -196,7 +196,8 @@ class Batches:
     def __init__(self) -> None:
         self.runs: list[list[bytes]] = []
 
-    def inspect(self, bodies: list[memoryview]) -> bytes | None:
+    def inspect(self, run: memoryview) -> bytes | None:
+        bodies = message_bodies(run)
         self.runs.append([bytes(body) for body in bodies])
         return b"".join(frame(ord("D"), bytes(body).upper()) for body in bodies)
 

@@ -131,8 +131,7 @@ def ts_from_micros(micros: int) -> datetime:
 def hashed_bytes(seq: int, ts: datetime, kind: str, payload_json: str) -> bytes:
     """canonical({"kind", "payload", "seq", "ts"}), with the payload's stored text as is."""
     envelope = (
-        f'{{"kind":{_kind_json(kind)},"payload":{payload_json},'
-        f'"seq":{seq},"ts":"{format_ts(ts)}"}}'
+        f'{{"kind":{_kind_json(kind)},"payload":{payload_json},"seq":{seq},"ts":"{format_ts(ts)}"}}'
     )
     # surrogateescape: text a store read from invalid UTF-8 hashes as the bytes it holds
     # (and so fails its check) instead of stopping the verifier.

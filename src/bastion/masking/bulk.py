@@ -1,10 +1,12 @@
 """One Hyperscan pass over many values at once, then a precise check per candidate.
 
-This module owns `ContentScanner`: it compiles the detectors' patterns into one Hyperscan block
-database (once, when the scanner is built), scans a whole batch of values in a single call
-(values joined by a NUL byte, which no pattern accepts, so no match can span two values), keeps
-the widest match per pattern and start (start-of-match reporting), confirms each candidate with
-its detector's Python check on the span only, and returns findings relative to each value. User
+This module owns `ContentScanner`: it compiles the detectors' patterns into Hyperscan block
+databases (once per process), scans a whole batch of values in a single call (values joined by
+a NUL byte, which no pattern accepts, so no match can span two values) and returns findings
+relative to each value. The first pass reports only where matches end, which is about three
+times cheaper and tells which values hold a candidate; those values alone get the pass that
+reports where matches start. Of those matches the widest per pattern and start is kept, and
+each is confirmed by its detector's Python check on the span only. User
 patterns (RE2) run after it over the same batch. A scanner is not safe to share between
 threads (Hyperscan scratch space is per scanner); Bastion's event loop is single-threaded.
 """
@@ -44,6 +46,10 @@ def _collect(
     context.append((ident, start, end))
 
 
+def _collect_end(ident: int, start: int, end: int, flags: int, context: list[int]) -> None:
+    context.append(end)
+
+
 def _kept_prefix(detector: Detector, span: bytes) -> int:
     for prefix in detector.kept_prefixes:
         if span.startswith(prefix) and len(span) > len(prefix):
@@ -52,14 +58,15 @@ def _kept_prefix(detector: Detector, span: bytes) -> int:
 
 
 @cache
-def _compile(detectors: tuple[Detector, ...]) -> Any:
-    """The Hyperscan block-mode database of these detectors (compiled once per process: about
-    0.2 s for the built-in set, most of it for start-of-match tracking)."""
+def _compile(detectors: tuple[Detector, ...], *, start_of_match: bool = True) -> Any:
+    """The Hyperscan block-mode database of these detectors, compiled once per process.
+
+    With `start_of_match`, each match reports where it starts (about 0.2 s to compile, and a
+    scan about three times slower); without, only where it ends: the first pass uses that to
+    find which values hold a candidate at all."""
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    flags = [
-        hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if d.caseless else 0)
-        for d in detectors
-    ]
+    som = hyperscan.HS_FLAG_SOM_LEFTMOST if start_of_match else 0
+    flags = [som | (hyperscan.HS_FLAG_CASELESS if d.caseless else 0) for d in detectors]
     database.compile(
         expressions=[d.pattern for d in detectors],
         ids=list(range(len(detectors))),
@@ -82,6 +89,7 @@ class ContentScanner:
         self.user_patterns = UserPatternSet(user_patterns)
         self.detectors = tuple(detectors)
         self._database = _compile(self.detectors)
+        self._ends_database = _compile(self.detectors, start_of_match=False)
 
     def scan(self, values: Sequence[bytes | memoryview]) -> list[Finding]:
         """Every confirmed finding in `values`, with offsets relative to its own value.
@@ -109,44 +117,79 @@ class ContentScanner:
 
     def _scan_once(self, values: Sequence[bytes | memoryview]) -> list[Finding]:
         buffer = SEPARATOR.join(values)
+        starts = list(accumulate((len(value) + 1 for value in values[:-1]), initial=0))
+        return self.scan_joined(buffer, starts, values)
+
+    def scan_joined(
+        self,
+        buffer: bytes,
+        starts: Sequence[int],
+        values: Sequence[bytes | memoryview] | None = None,
+    ) -> list[Finding]:
+        """`scan` of values already joined by NUL bytes into `buffer`, value i starting at
+        `starts[i]` (`values`, when given, are the same values apart).
+
+        Two passes: one over the whole buffer that only reports where matches end, which
+        names the values holding a candidate; then, over those values alone, the pass that
+        reports where each match starts, and the detectors' precise checks."""
+        ends: list[int] = []
+        self._ends_database.scan(buffer, match_event_handler=_collect_end, context=ends)
+        findings: list[Finding] = []
+        if ends:
+            held = sorted({bisect_right(starts, end - 1) - 1 for end in ends})
+            if len(held) * 2 > len(starts):
+                findings = self._confirmed(buffer, starts)
+            else:
+                bounds = [(starts[i], _value_end(buffer, starts, i)) for i in held]
+                subset = SEPARATOR.join(buffer[start:end] for start, end in bounds)
+                substarts = list(
+                    accumulate((end - start + 1 for start, end in bounds[:-1]), initial=0)
+                )
+                findings = [
+                    f._replace(field=held[f.field]) for f in self._confirmed(subset, substarts)
+                ]
+        if self.user_patterns:
+            if values is None:
+                values = [
+                    buffer[start : _value_end(buffer, starts, i)] for i, start in enumerate(starts)
+                ]
+            findings.extend(self._user_findings(values))
+        return findings
+
+    def _confirmed(self, buffer: bytes, starts: Sequence[int]) -> list[Finding]:
+        """The findings in values joined into `buffer`, each confirmed by its detector."""
         candidates: list[tuple[int, int, int]] = []
         self._database.scan(buffer, match_event_handler=_collect, context=candidates)
         findings: list[Finding] = []
-        if candidates:
-            starts = list(accumulate((len(value) + 1 for value in values), initial=0))
-            # Each (pattern, start) may be reported at several ends; the widest that the
-            # detector confirms wins (a card followed by more digits is still a card).
-            ends: dict[tuple[int, int], list[int]] = {}
-            for ident, start, end in candidates:
-                ends.setdefault((ident, start), []).append(end)
-            for (ident, start), candidate_ends in ends.items():
-                detector = self.detectors[ident]
-                span = None
-                for end in (
-                    sorted(candidate_ends, reverse=True)
-                    if len(candidate_ends) > 1
-                    else candidate_ends
-                ):
-                    span = detector.confirm(buffer, start, end)
-                    if span is not None:
-                        break
-                if span is None:
-                    continue
-                span_start, span_end = span
-                field = bisect_right(starts, span_start) - 1
-                base = starts[field]
-                findings.append(
-                    Finding(
-                        field,
-                        span_start - base,
-                        span_end - base,
-                        detector.name,
-                        detector.sensitive_class,
-                        _kept_prefix(detector, buffer[span_start:span_end]),
-                    )
+        # Each (pattern, start) may be reported at several ends; the widest that the detector
+        # confirms wins (a card followed by more digits is still a card).
+        ends: dict[tuple[int, int], list[int]] = {}
+        for ident, start, end in candidates:
+            ends.setdefault((ident, start), []).append(end)
+        for (ident, start), candidate_ends in ends.items():
+            detector = self.detectors[ident]
+            span = None
+            for end in (
+                sorted(candidate_ends, reverse=True) if len(candidate_ends) > 1 else candidate_ends
+            ):
+                span = detector.confirm(buffer, start, end)
+                if span is not None:
+                    break
+            if span is None:
+                continue
+            span_start, span_end = span
+            field = bisect_right(starts, span_start) - 1
+            base = starts[field]
+            findings.append(
+                Finding(
+                    field,
+                    span_start - base,
+                    span_end - base,
+                    detector.name,
+                    detector.sensitive_class,
+                    _kept_prefix(detector, buffer[span_start:span_end]),
                 )
-        if self.user_patterns:
-            findings.extend(self._user_findings(values))
+            )
         return findings
 
     def _user_findings(self, values: Sequence[bytes | memoryview]) -> list[Finding]:
@@ -159,6 +202,10 @@ class ContentScanner:
                         Finding(field, start, end, pattern.name, pattern.sensitive_class)
                     )
         return findings
+
+
+def _value_end(buffer: bytes, starts: Sequence[int], index: int) -> int:
+    return starts[index + 1] - 1 if index + 1 < len(starts) else len(buffer)
 
 
 def resolve_overlaps(findings: Sequence[Finding]) -> list[Finding]:

@@ -17,9 +17,9 @@ session must fail closed rather than relay a row it could not inspect.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
-from typing import Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from bastion.errors import ProtocolViolation
 from bastion.masking import pgtypes
@@ -27,12 +27,29 @@ from bastion.masking.bulk import ContentScanner, Finding
 from bastion.masking.classes import SensitiveClass, Strategy, default_strategy
 from bastion.masking.classifier import Action, Classification
 from bastion.masking.spans import SpanMasker
-from bastion.masking.strategies import Constant, FieldMasker, resolve_masker
+from bastion.masking.strategies import (
+    EMAIL_DOMAIN,
+    Constant,
+    FieldMasker,
+    Partial,
+    resolve_masker,
+)
 from bastion.masking.tokens import TokenKey
+from bastion.wire.postgres.errors import WireFormatError
+from bastion.wire.postgres.framing import message_bodies
+
+try:
+    from bastion.masking import _rowmask
+except ImportError:  # built without its C extension: the Python rewriter below does the same
+    _rowmask = None  # type: ignore[assignment]
+
+NATIVE_ROWS: Final = _rowmask is not None
 
 _INT16 = struct.Struct("!h")
 _INT32 = struct.Struct("!i")
 _NULL_FIELD: Final = _INT32.pack(-1)
+_DATA_ROW_HEADER = struct.Struct("!ci")
+_DATA_ROW: Final = b"D"
 
 # Work per column: what to do with a non-NULL value.
 _CONSTANT: Final = 0  # payload: the whole field (length + bytes), copied as is
@@ -92,6 +109,8 @@ class RowMaskPlan:
         scanner: ContentScanner,
         span_masker: SpanMasker,
         shown: frozenset[SensitiveClass] = frozenset(),
+        *,
+        native: bool = NATIVE_ROWS,
     ) -> None:
         self._count = len(works)
         self._shown = shown  # classes found by scanning that stay in clear (policy `unmask`)
@@ -103,10 +122,19 @@ class RowMaskPlan:
         self._span_masker = span_masker
         self._column_counts = [0] * len(works)
         self._found_counts: dict[SensitiveClass, int] = {}
+        self._native = _native_rewriter(self._works) if native and _rowmask is not None else None
 
     def fresh(self) -> RowMaskPlan:
         """The same plan with its counts at zero, for another result of the same shape."""
-        return RowMaskPlan(self._works, self._scanner, self._span_masker, self._shown)
+        native = self._native is not None
+        return RowMaskPlan(
+            self._works, self._scanner, self._span_masker, self._shown, native=native
+        )
+
+    @property
+    def native(self) -> bool:
+        """Whether rows are rewritten by the C extension."""
+        return self._native is not None
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -114,7 +142,10 @@ class RowMaskPlan:
         """Cells masked so far, per class name (a scanned cell counts once per class found in
         it). Keys are SensitiveClass values, which compare equal to their names."""
         counts: dict[str, int] = {str(k): v for k, v in self._found_counts.items()}
-        for work, count in zip(self._works, self._column_counts, strict=True):
+        column_counts = self._column_counts
+        if self._native is not None:
+            column_counts = [a + b for a, b in zip(column_counts, self._native.counts, strict=True)]
+        for work, count in zip(self._works, column_counts, strict=True):
             if work is not None and work.sensitive_class is not None and count:
                 name = str(work.sensitive_class)
                 counts[name] = counts.get(name, 0) + count
@@ -133,6 +164,45 @@ class RowMaskPlan:
                 self._mask_found(findings, owners, values)
                 edits.sort()
         return _assemble(row, edits)
+
+    def apply_run(self, run: memoryview) -> bytes | None:
+        """A run of whole DataRow messages (type byte and length included) with their
+        sensitive fields masked, or None when none changed. The C rewriter does it when it is
+        built; `apply_batch` is the same in Python."""
+        if self._native is None:
+            try:
+                bodies = message_bodies(run)
+            except WireFormatError as error:
+                raise ProtocolViolation(str(error)) from error
+            header = _DATA_ROW_HEADER.pack
+            out = b"".join(
+                header(_DATA_ROW, len(row) + 4) + row for row in self.apply_batch(bodies)
+            )
+            return None if out == run else out
+        try:
+            return self._native.rewrite(run, self._mask_joined)
+        except _rowmask.MalformedRow as error:
+            raise ProtocolViolation(str(error)) from error
+
+    def _mask_joined(
+        self, buffer: bytes, starts: bytes, columns: bytes
+    ) -> list[tuple[int, bytes | None]]:
+        """The native rewriter's scan: the values of scanned fields joined by NUL bytes,
+        where each starts and its column; (value index, masked value) for those with
+        findings."""
+        offsets = memoryview(starts).cast("q")
+        findings = self._scanner.scan_joined(buffer, offsets)
+        if not findings:
+            return []
+        column_of = memoryview(columns).cast("i")
+
+        def value(field: int) -> tuple[bytes, bool]:
+            start = offsets[field]
+            end = offsets[field + 1] - 1 if field + 1 < len(offsets) else len(buffer)
+            work = self._works[column_of[field]]
+            return buffer[start:end], work is not None and work.json
+
+        return list(self._masked_values(findings, value))
 
     def apply_batch(self, rows: Sequence[memoryview]) -> list[bytes]:
         """`apply` for many rows, with a single content scan over all their scanned fields."""
@@ -190,23 +260,57 @@ class RowMaskPlan:
         self, findings: list[Finding], owners: Sequence[_Owner], values: Sequence[memoryview]
     ) -> list[list[_Edit]]:
         """Add an edit for every scanned value with findings; the edit lists that changed."""
+
+        def value(field: int) -> tuple[memoryview, bool]:
+            work = self._works[owners[field][1]]
+            return values[field], work is not None and work.json
+
+        changed: list[list[_Edit]] = []
+        for field, masked in self._masked_values(findings, value):
+            edits, _, start, end = owners[field]
+            edits.append((start - 4, end, _field(masked)))
+            changed.append(edits)
+        return changed
+
+    def _masked_values(
+        self,
+        findings: list[Finding],
+        value: Callable[[int], tuple[bytes | memoryview, bool]],
+    ) -> Iterator[tuple[int, bytes | None]]:
+        """(field, masked value) for every scanned value with findings of a class not shown;
+        `value(field)` gives the value and whether it is a JSON document. Counts them."""
         by_field: dict[int, list[Finding]] = {}
         shown = self._shown
         for finding in findings:
             if finding.sensitive_class not in shown:
                 by_field.setdefault(finding.field, []).append(finding)
-        changed: list[list[_Edit]] = []
         counts = self._found_counts
         for field, found in by_field.items():
-            edits, column, start, end = owners[field]
-            work = self._works[column]
-            json = work is not None and work.json
-            masked = self._span_masker.mask(values[field], found, json=json)
-            edits.append((start - 4, end, _field(masked)))
-            changed.append(edits)
+            data, json = value(field)
+            yield field, self._span_masker.mask(data, found, json=json)
             for sensitive_class in {finding.sensitive_class for finding in found}:
                 counts[sensitive_class] = counts.get(sensitive_class, 0) + 1
-        return changed
+
+
+def _native_rewriter(works: Sequence[_Work | None]) -> _rowmask.RowRewriter:
+    """The C rewriter doing what `RowMaskPlan.apply_batch` does for these columns."""
+    assert _rowmask is not None
+    operations: list[tuple[Any, ...] | None] = []
+    for work in works:
+        if work is None:
+            operations.append(None)
+        elif work.kind == _CONSTANT:
+            operations.append((_rowmask.CONSTANT, work.field))
+        elif work.kind == _SCAN:
+            operations.append((_rowmask.SCAN,))
+        elif isinstance(work.masker, Partial) and work.masker.form == EMAIL_DOMAIN:
+            operations.append((_rowmask.EMAIL, work.masker))
+        elif isinstance(work.masker, Partial) and work.masker.form[0] == "keep":
+            _, keep_first, keep_last = work.masker.form
+            operations.append((_rowmask.KEEP, work.masker, keep_first, keep_last, True))
+        else:
+            operations.append((_rowmask.CALL, work.masker))
+    return _rowmask.RowRewriter(tuple(operations))
 
 
 def _assemble(row: memoryview, edits: list[_Edit]) -> bytes:
@@ -242,15 +346,18 @@ class MaskPlanBuilder:
         columns: Sequence[ColumnShape],
         decisions: Sequence[Classification],
         shown: frozenset[SensitiveClass] = frozenset(),
+        *,
+        native: bool = NATIVE_ROWS,
     ) -> RowMaskPlan | None:
         """The plan for a result with these columns; None when every column passes. Values
-        of the `shown` classes found by scanning free text stay in clear."""
+        of the `shown` classes found by scanning free text stay in clear. `native`: rows are
+        rewritten by the C extension (the default when it is built)."""
         if len(columns) != len(decisions):
             raise ValueError(f"{len(columns)} columns but {len(decisions)} decisions")
         works = [self._work(c, d) for c, d in zip(columns, decisions, strict=True)]
         if all(work is None for work in works):
             return None
-        return RowMaskPlan(works, self.scanner, self.span_masker, shown)
+        return RowMaskPlan(works, self.scanner, self.span_masker, shown, native=native)
 
     def _work(self, column: ColumnShape, decision: Classification) -> _Work | None:
         if decision.action is Action.SCAN:

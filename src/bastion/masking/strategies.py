@@ -28,7 +28,7 @@ from typing import Final
 
 from bastion.errors import ConfigError
 from bastion.masking import datetext, pgtypes, pgvalues
-from bastion.masking.classes import SensitiveClass, Strategy
+from bastion.masking.classes import CLASS_SPECS, SensitiveClass, Strategy
 from bastion.masking.partial import partial_text
 from bastion.masking.tokens import HASH_NEEDS_KEY, TokenKey
 
@@ -42,6 +42,15 @@ HASH_DAY_RANGE: Final = 36_525  # 1900-01-01 .. 1999-12-31
 _REDACTED_DAYS: Final = pgvalues.days_from_date(datetext.REDACTED_DATE)
 _REDACTED_MICROS: Final = _REDACTED_DAYS * pgvalues.MICROS_PER_DAY
 _NAME_MAX_BYTES: Final = 63
+# Classes whose `partial` has a rule of its own in `partial.py`, not keep_ends.
+_OWN_PARTIAL_RULES: Final = frozenset(
+    {
+        SensitiveClass.EMAIL,
+        SensitiveClass.PERSON_NAME,
+        SensitiveClass.BIRTH_DATE,
+        SensitiveClass.IP_ADDRESS,
+    }
+)
 
 
 class MaskRequest:
@@ -91,6 +100,30 @@ def _constant(output: bytes) -> FieldMasker:
     return Constant(output)
 
 
+# Forms of `partial` on unlimited text that the native row rewriter applies itself to ASCII
+# values (`plan.py`); every other value still goes to the masker.
+EMAIL_DOMAIN: Final = ("email",)  # `***@domain`
+
+
+def keep_ends_form(keep_first: int, keep_last: int) -> tuple[str, int, int]:
+    """The letters and digits but the first `keep_first` and last `keep_last` are masked
+    (both 0: long values keep their last four), as `partial.keep_ends` does."""
+    return ("keep", keep_first, keep_last)
+
+
+class Partial:
+    """A text `partial` masker whose common case has a native form (`form`)."""
+
+    __slots__ = ("form", "function")
+
+    def __init__(self, function: FieldMasker, form: tuple[str | int, ...]) -> None:
+        self.function = function
+        self.form = form
+
+    def __call__(self, value: bytes) -> bytes | None:
+        return self.function(value)
+
+
 # -- text ------------------------------------------------------------------------------------
 
 
@@ -132,7 +165,10 @@ def _text(request: MaskRequest) -> FieldMasker:
                 at = value.rfind(b"@")
                 return b"***" + value[at:] if 0 < at < len(value) - 1 else partial(value)
 
-            return email
+            return Partial(email, EMAIL_DOMAIN)
+        if unlimited and sensitive_class not in _OWN_PARTIAL_RULES:
+            spec = CLASS_SPECS[sensitive_class]
+            return Partial(partial, keep_ends_form(spec.keep_first, spec.keep_last))
         return partial
     if request.strategy is Strategy.HASH:
         key = request.token_key()
@@ -467,7 +503,11 @@ def resolve_masker(
         MaskRequest(Strategy.REDACT, sensitive_class, type_oid, type_modifier, binary, key)
     )
     fallback = redact if isinstance(redact, Constant) else _guarded(redact, _null)
-    return masker if masker is redact else _guarded(masker, fallback)
+    if masker is redact:
+        return masker
+    if isinstance(masker, Partial):
+        return Partial(_guarded(masker.function, fallback), masker.form)
+    return _guarded(masker, fallback)
 
 
 def _guarded(masker: FieldMasker, fallback: FieldMasker) -> FieldMasker:

@@ -42,8 +42,9 @@ class MaskPlan(Protocol):
 
     def apply(self, row: memoryview) -> bytes: ...
 
-    def apply_batch(self, rows: Sequence[memoryview]) -> list[bytes]:
-        """`apply` for several rows at once (one content scan for all of them)."""
+    def apply_run(self, run: memoryview) -> bytes | None:
+        """A run of whole DataRow messages masked at once (one content scan for all of
+        them); None when none of them changed."""
         ...
 
     def masked_cells(self) -> Mapping[str, int]:

@@ -20,7 +20,6 @@ It never touches sockets; the driver feeds it and acts on what it returns.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -90,13 +89,12 @@ from bastion.wire.postgres.codes import (
     TX_IDLE,
 )
 from bastion.wire.postgres.errors import WireFormatError
-from bastion.wire.postgres.framing import cstr, frame
+from bastion.wire.postgres.framing import cstr, frame, message_bodies
 
 # Server messages the relay may forward without showing them to the machine.
 SKIP_ROWS = frozenset({B_DATA_ROW, B_COPY_DATA})
 SKIP_COPY_DATA = frozenset({B_COPY_DATA})
 SKIP_NOTHING: frozenset[int] = frozenset()
-_DATA_ROW_HEADER = struct.Struct("!BI")
 # Command tags whose last word is a row count.
 _COUNTED_TAGS = frozenset(
     {"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "FETCH", "MOVE"}
@@ -810,14 +808,16 @@ class RelayMachine:
             if rewriter is not None:
                 rewriter.finish()
 
-    def data_rows(self, bodies: list[memoryview]) -> bytes | None:
-        """Several consecutive DataRows of the current result, answered together: masked in
-        one pass (one content scan for all), or None when they pass unchanged."""
+    def data_rows(self, run: memoryview) -> bytes | None:
+        """Several consecutive DataRows of the current result (whole messages), answered
+        together: masked in one pass (one content scan for all), or None when they pass
+        unchanged."""
         if not self._pending:
             raise RelayDesync("server sent a row with no request outstanding")
         head = self._pending[0]
         plan = head.mask_plan
         if plan is None or head.max_rows is not None:
+            bodies = message_bodies(run)
             replies = [self._data_row(body) for body in bodies]
             if all(reply is None for reply in replies):
                 return None
@@ -825,13 +825,7 @@ class RelayMachine:
                 frame(B_DATA_ROW, bytes(body)) if reply is None else reply
                 for body, reply in zip(bodies, replies, strict=True)
             )
-        head.rows += len(bodies)
-        pieces: list[bytes] = []
-        header = _DATA_ROW_HEADER.pack
-        for row in plan.apply_batch(bodies):
-            pieces.append(header(B_DATA_ROW, len(row) + 4))
-            pieces.append(row)
-        return b"".join(pieces)
+        return plan.apply_run(run)  # rows are counted only for max_rows, handled above
 
     def _data_row(self, body: memoryview) -> bytes | None:
         if not self._pending:

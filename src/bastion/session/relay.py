@@ -7,8 +7,9 @@ Messages of a skipped type that straddle chunk boundaries are streamed through a
 so a huge DataRow or CopyData never has to be held in memory whole.
 
 Runs of one message type can be shown together: when `batch_inspect` is set, consecutive
-complete messages of `batch_type` (DataRows) in a chunk go to it in one call, which answers
-for the whole run. Masking uses it to scan the free text of many rows in one pass.
+complete messages of `batch_type` (DataRows) in a chunk go to it in one call, as one view of
+the whole messages, type bytes and lengths included; it answers for the whole run. Masking
+uses it to rewrite many rows in one pass.
 
 Two extras serve messages that must wait (a statement waiting for approval or for room in the
 audit record; a result waiting until its audit record is durable). The inspector may call
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from bastion.errors import ProtocolViolation
 
 Inspector = Callable[[int, memoryview], bytes | None]
-BatchInspector = Callable[[list[memoryview]], bytes | None]
+BatchInspector = Callable[[memoryview], bytes | None]
 Writer = Callable[[bytes], None]
 
 _LENGTH = struct.Struct(">I")
@@ -175,7 +176,7 @@ class FramedRelay:
                 view = memoryview(data)
             if type_byte == self.batch_type and self.batch_inspect is not None:
                 end = self._run_end(data, end, size)
-                replacement = self.batch_inspect(_bodies(view, pos, end))
+                replacement = self.batch_inspect(view[pos:end])
             else:
                 replacement = self._inspect(type_byte, view[pos + 5 : end])
             skip = self.skip_types  # the inspector may switch row inspection on or off
@@ -231,14 +232,3 @@ class FramedRelay:
     @property
     def buffered(self) -> int:
         return len(self._partial)
-
-
-def _bodies(view: memoryview, start: int, end: int) -> list[memoryview]:
-    """The bodies of the whole messages in view[start:end]."""
-    bodies: list[memoryview] = []
-    unpack = _LENGTH.unpack_from
-    while start < end:
-        following = start + 1 + unpack(view, start + 1)[0]
-        bodies.append(view[start + 5 : following])
-        start = following
-    return bodies

@@ -20,6 +20,23 @@ def frame(type_byte: int, body: bytes = b"") -> bytes:
     return bytes((type_byte,)) + LENGTH.pack(len(body) + 4) + body
 
 
+def message_bodies(run: bytes | memoryview) -> list[memoryview]:
+    """The bodies of the whole messages that make up `run`, as views into it."""
+    view = memoryview(run)
+    bodies: list[memoryview] = []
+    unpack = LENGTH.unpack_from
+    position, size = 0, len(view)
+    while position < size:
+        if size - position < 5:
+            raise WireFormatError("a run of messages ends inside a message header")
+        end = position + 1 + unpack(view, position + 1)[0]
+        if end > size or end < position + 5:
+            raise WireFormatError("a message's length runs past the end of its run")
+        bodies.append(view[position + 5 : end])
+        position = end
+    return bodies
+
+
 class MessageReader:
     """Collects stream bytes and hands out complete `(type, body)` messages in order."""
 
