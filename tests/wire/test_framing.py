@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.wire.postgres.errors import WireFormatError
-from bastion.wire.postgres.framing import BodyReader, MessageReader, cstr, frame
+from bastion.wire.postgres.framing import (
+    BodyReader,
+    MessageReader,
+    cstr,
+    frame,
+    skip_messages,
+    skip_messages_in_python,
+    type_table,
+)
 
 from .handmade import message
 
@@ -296,3 +304,45 @@ def test_cstr_refuses_text_utf8_cannot_carry(value: str) -> None:
     # Lone surrogates reach Bastion through JSON escapes in identity claims, for instance.
     with pytest.raises(WireFormatError):
         cstr(value)
+
+
+# -- the relay's walk over message boundaries (C and Python) ---------------------------------
+
+_messages = st.lists(
+    st.tuples(st.sampled_from(b"DCTdZ"), st.binary(max_size=12)), min_size=0, max_size=8
+)
+
+
+@given(
+    messages=_messages,
+    garbage=st.binary(max_size=9),
+    cut=st.integers(min_value=0, max_value=200),
+    types=st.sets(st.sampled_from(b"DCTdZ")),
+    max_length=st.integers(min_value=0, max_value=20),
+)
+@settings(max_examples=500, deadline=None)
+def test_skip_messages_in_c_and_python_agree(
+    messages: list[tuple[int, bytes]], garbage: bytes, cut: int, types: set[int], max_length: int
+) -> None:
+    data = b"".join(frame(t, body) for t, body in messages) + garbage
+    data = data[: max(cut, 0)] if cut < len(data) else data
+    table = type_table(types)
+    for start in range(len(data) + 1):
+        expected = skip_messages_in_python(data, start, table, max_length)
+        assert skip_messages(data, start, table, max_length) == expected
+        assert skip_messages(memoryview(data), start, table, max_length) == expected
+
+
+def test_skip_messages_passes_whole_messages_of_the_types_only() -> None:
+    data = frame(ord("D"), b"ab") + frame(ord("D"), b"") + frame(ord("C"), b"x") + b"D\x00"
+    table = type_table(b"D")
+    assert skip_messages(data, 0, table, 1 << 20) == 12  # stops at the C message
+    assert skip_messages(data, 12, type_table(b"CD"), 1 << 20) == 18  # the cut D stays
+    assert skip_messages(data, 0, table, 5) == 0  # the first D's length word (6) is too long
+    assert skip_messages(data, 0, table, 6) == 12
+    bad = b"D\x00\x00\x00\x03" + frame(ord("D"), b"")
+    assert skip_messages(bad, 0, table, 1 << 20) == 0  # a length below 4 is the relay's to refuse
+    with pytest.raises(IndexError):
+        skip_messages(data, len(data) + 1, table, 10)
+    with pytest.raises(TypeError):
+        skip_messages(data, 0, b"short", 10)

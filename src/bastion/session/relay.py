@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from functools import cache
 
 from bastion.errors import ProtocolViolation
+from bastion.wire.postgres.framing import skip_messages, type_table
 
 Inspector = Callable[[int, memoryview], bytes | None]
 BatchInspector = Callable[[memoryview], bytes | None]
@@ -36,6 +38,8 @@ _LENGTH = struct.Struct(">I")
 
 class FramedRelay:
     __slots__ = (
+        "_batch_table",
+        "_batch_type",
         "_held",
         "_held_first",
         "_holding",
@@ -45,11 +49,11 @@ class FramedRelay:
         "_need",
         "_partial",
         "_queued",
+        "_skip_table",
+        "_skip_types",
         "_stream_left",
         "_write",
         "batch_inspect",
-        "batch_type",
-        "skip_types",
     )
 
     def __init__(
@@ -75,6 +79,26 @@ class FramedRelay:
         self._queued: list[bytes] = []
         self.batch_type = -1
         self.batch_inspect: BatchInspector | None = None
+
+    @property
+    def skip_types(self) -> frozenset[int]:
+        """Types of the messages forwarded without being shown to the inspector."""
+        return self._skip_types
+
+    @skip_types.setter
+    def skip_types(self, types: frozenset[int]) -> None:
+        self._skip_types = types
+        self._skip_table = _table(types)
+
+    @property
+    def batch_type(self) -> int:
+        """The type whose runs go to `batch_inspect` together (-1: none)."""
+        return self._batch_type
+
+    @batch_type.setter
+    def batch_type(self, type_byte: int) -> None:
+        self._batch_type = type_byte
+        self._batch_table = _table(frozenset({type_byte}) if 0 <= type_byte < 256 else frozenset())
 
     def hold(self, *, reinspect: bool = True) -> None:
         """Keep the message being inspected, and all that follows, until release()."""
@@ -142,11 +166,17 @@ class FramedRelay:
         out: list[bytes] = []
         emit = out.append
         skip = self.skip_types
+        skip_table = self._skip_table
         unpack = _LENGTH.unpack_from
         size = len(data)
         pos = start = 0
         view: memoryview | None = None
         while size - pos >= 5:
+            # Whole messages of skipped types are passed over in C; the one found after them
+            # (of another type, cut by the chunk's end, or with a bad length) is handled here.
+            pos = skip_messages(data, pos, skip_table, self._max_streamed_length)
+            if size - pos < 5:
+                break
             type_byte = data[pos]
             length = unpack(data, pos + 1)[0]
             if length < 4:
@@ -175,11 +205,12 @@ class FramedRelay:
             if view is None:
                 view = memoryview(data)
             if type_byte == self.batch_type and self.batch_inspect is not None:
-                end = self._run_end(data, end, size)
+                end = self._run_end(data, end)
                 replacement = self.batch_inspect(view[pos:end])
             else:
                 replacement = self._inspect(type_byte, view[pos + 5 : end])
             skip = self.skip_types  # the inspector may switch row inspection on or off
+            skip_table = self._skip_table
             if self._holding:
                 if pos > start:
                     emit(data[start:pos])
@@ -205,23 +236,10 @@ class FramedRelay:
             if size - pos < 5:
                 self._need = 5
 
-    def _run_end(self, data: bytes, end: int, size: int) -> int:
-        """Where the run of complete `batch_type` messages that starts before `end` ends."""
-        batch_type = self.batch_type
-        unpack = _LENGTH.unpack_from
-        while size - end >= 5 and data[end] == batch_type:
-            length = unpack(data, end + 1)[0]
-            if length < 4:
-                raise ProtocolViolation(f"invalid message length {length}")
-            if length > self._max_length:
-                raise ProtocolViolation(
-                    f"message of {length} bytes exceeds the {self._max_length}-byte limit"
-                )
-            following = end + 1 + length
-            if following > size:
-                break
-            end = following
-        return end
+    def _run_end(self, data: bytes, end: int) -> int:
+        """Where the run of whole `batch_type` messages that starts before `end` ends. A
+        message of the run with a bad length ends it; the next turn of `feed` refuses it."""
+        return skip_messages(data, end, self._batch_table, self._max_length)
 
     def _write_all(self, pieces: list[bytes]) -> None:
         if len(pieces) == 1:
@@ -232,3 +250,8 @@ class FramedRelay:
     @property
     def buffered(self) -> int:
         return len(self._partial)
+
+
+@cache
+def _table(types: frozenset[int]) -> bytes:
+    return type_table(types)

@@ -8,6 +8,7 @@ boundaries in place and forwards byte ranges, see `bastion.session.relay`.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterable
 
 from bastion.wire.postgres.errors import WireFormatError
 
@@ -18,6 +19,42 @@ LENGTH = struct.Struct("!I")
 def frame(type_byte: int, body: bytes = b"") -> bytes:
     """Encode one typed message."""
     return bytes((type_byte,)) + LENGTH.pack(len(body) + 4) + body
+
+
+def type_table(types: Iterable[int]) -> bytes:
+    """The 256-byte table `skip_messages` takes: 1 for each type byte in `types`."""
+    table = bytearray(256)
+    for type_byte in types:
+        table[type_byte] = 1
+    return bytes(table)
+
+
+def skip_messages_in_python(
+    data: bytes | memoryview, position: int, types: bytes, max_length: int
+) -> int:
+    """Where the first message at or after `position` starts that is not a whole message of
+    one of `types` (a `type_table`) with a length word from 4 to `max_length`. The relay
+    handles that message itself, errors included; this only moves past the ones it would
+    forward untouched. `skip_messages` is this in C when the extension is built."""
+    if not 0 <= position <= len(data):
+        raise IndexError("position is outside the data")
+    size = len(data)
+    unpack = LENGTH.unpack_from
+    while size - position >= 5 and types[data[position]]:
+        length = unpack(data, position + 1)[0]
+        if length < 4 or length > max_length or length > size - position - 1:
+            break
+        position += 1 + length
+    return position
+
+
+skip_messages: Callable[[bytes | memoryview, int, bytes, int], int]
+try:
+    from bastion.wire.postgres import _walk
+
+    skip_messages = _walk.skip
+except ImportError:  # built without its C extension
+    skip_messages = skip_messages_in_python
 
 
 def message_bodies(run: bytes | memoryview) -> list[memoryview]:

@@ -1,0 +1,3 @@
+"""Types of the C extension `_walk.c` (the relay's walk over message boundaries)."""
+
+def skip(data: bytes | memoryview, position: int, types: bytes, max_length: int) -> int: ...
