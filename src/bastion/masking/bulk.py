@@ -145,9 +145,7 @@ class ContentScanner:
                 substarts = list(
                     accumulate((end - start + 1 for start, end in bounds[:-1]), initial=0)
                 )
-                findings = [
-                    f._replace(field=held[f.field]) for f in self._confirmed(subset, substarts)
-                ]
+                findings = self._confirmed(subset, substarts, held)
         if self.user_patterns:
             if values is None:
                 values = [
@@ -156,8 +154,11 @@ class ContentScanner:
             findings.extend(self._user_findings(values))
         return findings
 
-    def _confirmed(self, buffer: bytes, starts: Sequence[int]) -> list[Finding]:
-        """The findings in values joined into `buffer`, each confirmed by its detector."""
+    def _confirmed(
+        self, buffer: bytes, starts: Sequence[int], fields: Sequence[int] | None = None
+    ) -> list[Finding]:
+        """The findings in values joined into `buffer`, each confirmed by its detector.
+        `fields`: the number each value has in the caller's batch (default: its position)."""
         candidates: list[tuple[int, int, int]] = []
         self._database.scan(buffer, match_event_handler=_collect, context=candidates)
         findings: list[Finding] = []
@@ -178,16 +179,19 @@ class ContentScanner:
             if span is None:
                 continue
             span_start, span_end = span
-            field = bisect_right(starts, span_start) - 1
-            base = starts[field]
+            index = bisect_right(starts, span_start) - 1
+            base = starts[index]
+            kept = (
+                _kept_prefix(detector, buffer[span_start:span_end]) if detector.kept_prefixes else 0
+            )
             findings.append(
                 Finding(
-                    field,
+                    index if fields is None else fields[index],
                     span_start - base,
                     span_end - base,
                     detector.name,
                     detector.sensitive_class,
-                    _kept_prefix(detector, buffer[span_start:span_end]),
+                    kept,
                 )
             )
         return findings

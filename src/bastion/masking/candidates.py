@@ -79,11 +79,15 @@ _LOCAL_LEADING_PUNCTUATION: Final = frozenset(b"._%+-")
 _DOMAIN_PART: Final = ALNUM | frozenset(b".-")
 
 
+_LOCAL_PART_BYTES: Final = bytes(sorted(_LOCAL_PART))
+_DOMAIN_PART_BYTES: Final = bytes(sorted(_DOMAIN_PART))
+
+
 def confirm_email(buf: bytes, start: int, end: int) -> tuple[int, int] | None:
     at = buf.index(b"@", start, end)
-    left = at
-    while left > 0 and at - left < 64 and buf[left - 1] in _LOCAL_PART:
-        left -= 1
+    # The local part: the bytes of its alphabet just before `@`, at most 64 (rstrip runs in C).
+    before = buf[max(0, at - 64) : at]
+    left = at - (len(before) - len(before.rstrip(_LOCAL_PART_BYTES)))
     if left >= 1 and buf[left - 1] == _BACKSLASH:  # \nalice@...: the n belongs to the escape
         left += 1
     ellipsis = buf.rfind(b"..", left, at)  # "see...alice@": the address starts after it
@@ -91,7 +95,8 @@ def confirm_email(buf: bytes, start: int, end: int) -> tuple[int, int] | None:
         left = ellipsis + 2
     while left < at and buf[left] in _LOCAL_LEADING_PUNCTUATION:  # "--bob@"
         left += 1
-    right = _extend(buf, at + 1, _DOMAIN_PART, 253)
+    after = buf[at + 1 : at + 254]
+    right = at + 1 + len(after) - len(after.lstrip(_DOMAIN_PART_BYTES))
     while right > at + 1 and buf[right - 1] in b".-":
         right -= 1
     if not validators.email_valid(buf[left:at], buf[at + 1 : right]):
