@@ -3,16 +3,18 @@ process in front of it that the tests reach with real clients."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from bastion.demo.sample import SampleSummary, load_sample
-from support.bastion import BastionProcess
+from support.bastion import BastionProcess, running_bastion
 from support.servers import PostgresEndpoint, postgres_endpoint
 
 __all__ = ["postgres_endpoint"]
@@ -50,6 +52,27 @@ def shop_target(
 
 def upstream_env(endpoint: PostgresEndpoint) -> dict[str, str]:
     return {"BASTION_TEST_UPSTREAM_PASSWORD": endpoint.password} if endpoint.password else {}
+
+
+@contextlib.contextmanager
+def running_shop_bastion(
+    workdir: Path,
+    endpoint: PostgresEndpoint,
+    shop_db: tuple[str, SampleSummary],
+    *,
+    env: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> Iterator[BastionProcess]:
+    """A started Bastion with the single target `shop` on the sample database, stopped on the
+    way out. `env` is added to the upstream password's variable; other keyword arguments go to
+    BastionProcess."""
+    with running_bastion(
+        workdir,
+        [shop_target(endpoint, shop_db[0])],
+        env={**upstream_env(endpoint), **(env or {})},
+        **kwargs,
+    ) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,9 @@ import psycopg
 import pytest
 
 from bastion.demo.sample import SampleSummary
-from support.bastion import BastionProcess
 from support.servers import PostgresEndpoint
 
-from .conftest import shop_target, upstream_env
+from .conftest import running_shop_bastion
 
 
 def _get(port: int, path: str) -> tuple[int, dict[str, object]]:
@@ -29,20 +28,13 @@ def _get(port: int, path: str) -> tuple[int, dict[str, object]]:
 def test_health_and_readiness(
     tmp_path: Path, postgres_endpoint: PostgresEndpoint, shop_db: tuple[str, SampleSummary]
 ) -> None:
-    proc = BastionProcess(
-        workdir=tmp_path,
-        targets=[shop_target(postgres_endpoint, shop_db[0])],
-        env=upstream_env(postgres_endpoint),
-        admin_port=0,
-    ).start()
-    try:
+    with running_shop_bastion(tmp_path, postgres_endpoint, shop_db, admin_port=0) as proc:
         assert proc.admin_port
         status, body = _get(proc.admin_port, "/healthz")
         assert status == 200 and body["status"] == "ok"
         assert _get(proc.admin_port, "/readyz") == (200, {"status": "ready"})
         with psycopg.connect(proc.dsn()) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
-    finally:
         assert proc.stop() == 0
 
 
@@ -61,13 +53,7 @@ def _scrape(port: int) -> dict[str, float]:
 def test_metrics_count_what_happened(
     tmp_path: Path, postgres_endpoint: PostgresEndpoint, shop_db: tuple[str, SampleSummary]
 ) -> None:
-    proc = BastionProcess(
-        workdir=tmp_path,
-        targets=[shop_target(postgres_endpoint, shop_db[0])],
-        env=upstream_env(postgres_endpoint),
-        admin_port=0,
-    ).start()
-    try:
+    with running_shop_bastion(tmp_path, postgres_endpoint, shop_db, admin_port=0) as proc:
         assert proc.admin_port
         with psycopg.connect(proc.dsn(), autocommit=True) as conn:
             for _ in range(5):
@@ -78,7 +64,6 @@ def test_metrics_count_what_happened(
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(proc.dsn(password="wrong"))
         after = _scrape(proc.admin_port)
-    finally:
         assert proc.stop() == 0
     selects = 'bastion_statements_total{decision="allow",kind="select",outcome="ok",target="shop"}'
     assert during[selects] == 5
@@ -94,17 +79,12 @@ def test_metrics_count_what_happened(
 def test_a_scrape_during_load_shows_consistent_counters(
     tmp_path: Path, postgres_endpoint: PostgresEndpoint, shop_db: tuple[str, SampleSummary]
 ) -> None:
-    proc = BastionProcess(
-        workdir=tmp_path,
-        targets=[shop_target(postgres_endpoint, shop_db[0])],
-        env=upstream_env(postgres_endpoint),
-        admin_port=0,
-        extra={"audit": {"enabled": True}},
-    ).start()
     clients, per_client = 4, 150
     selects = 'bastion_statements_total{decision="allow",kind="select",outcome="ok",target="shop"}'
     scrapes: list[dict[str, float]] = []
-    try:
+    with running_shop_bastion(
+        tmp_path, postgres_endpoint, shop_db, admin_port=0, extra={"audit": {"enabled": True}}
+    ) as proc:
         assert proc.admin_port
 
         def work() -> None:
@@ -121,7 +101,6 @@ def test_a_scrape_during_load_shows_consistent_counters(
         for thread in threads:
             thread.join()
         final = _scrape(proc.admin_port)
-    finally:
         assert proc.stop() == 0
     assert len(scrapes) >= 3
     series = [s.get(selects, 0.0) for s in [*scrapes, final]]

@@ -23,11 +23,11 @@ import pytest
 
 from bastion.demo.pgserver import ThrowawayPostgres
 from bastion.demo.sample import SampleSummary
-from support.bastion import BastionProcess, running_bastion
+from support.bastion import BastionProcess
 from support.cli import audit_cli
 from support.servers import PostgresEndpoint, throwaway_postgres
 
-from .conftest import shop_target, upstream_env
+from .conftest import running_shop_bastion, shop_target, upstream_env
 
 
 def _audit(
@@ -52,12 +52,9 @@ def audit_server() -> Iterator[ThrowawayPostgres]:
 def test_sync_mode_stores_the_record_before_the_client_sees_the_result(
     tmp_path: Path, postgres_endpoint: PostgresEndpoint, shop_db: tuple[str, SampleSummary]
 ) -> None:
-    target = shop_target(postgres_endpoint, shop_db[0])
     extra = {"audit": {"enabled": True, "mode": "sync"}}
     with (
-        running_bastion(
-            tmp_path, [target], extra=extra, env=upstream_env(postgres_endpoint)
-        ) as proc,
+        running_shop_bastion(tmp_path, postgres_endpoint, shop_db, extra=extra) as proc,
         psycopg.connect(proc.dsn(application_name="sync-check"), autocommit=True) as conn,
     ):
         for n in range(5):
@@ -146,7 +143,6 @@ def test_store_outage_fails_closed_and_recovers(
     mode: str,
 ) -> None:
     schema = f"audit_{mode}"
-    target = shop_target(postgres_endpoint, shop_db[0])
     extra = {
         "audit": {
             "enabled": True,
@@ -158,9 +154,7 @@ def test_store_outage_fails_closed_and_recovers(
             "wait_seconds": 1,
         }
     }
-    with running_bastion(
-        tmp_path, [target], extra=extra, env=upstream_env(postgres_endpoint)
-    ) as proc:
+    with running_shop_bastion(tmp_path, postgres_endpoint, shop_db, extra=extra) as proc:
         dsn = proc.dsn()
         assert _statement_succeeds(dsn)
         audit_server.pause()

@@ -16,7 +16,7 @@ from support.bastion import BastionProcess
 from support.cli import audit_cli
 from support.servers import PostgresEndpoint
 
-from .conftest import shop_target, upstream_env
+from .conftest import running_shop_bastion
 
 
 def _audit(proc: BastionProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -26,19 +26,17 @@ def _audit(proc: BastionProcess, *args: str) -> subprocess.CompletedProcess[str]
 def test_statements_are_recorded_and_the_chain_verifies(
     tmp_path: Path, postgres_endpoint: PostgresEndpoint, shop_db: tuple[str, SampleSummary]
 ) -> None:
-    proc = BastionProcess(
-        workdir=tmp_path,
-        targets=[shop_target(postgres_endpoint, shop_db[0])],
-        env=upstream_env(postgres_endpoint),
+    with running_shop_bastion(
+        tmp_path,
+        postgres_endpoint,
+        shop_db,
         extra={"audit": {"enabled": True, "checkpoint_every": 5}},
-    ).start()
-    try:
+    ) as proc:
         with psycopg.connect(proc.dsn(application_name="audited")) as conn:
             for i in range(12):
                 conn.execute("SELECT %s::int AS n, 'alice@example.com' AS literal", (i,))
             conn.execute("SELECT count(*) FROM customers WHERE email = 'bob@example.com'")
         time.sleep(0.5)  # the writer thread commits in the background
-    finally:
         assert proc.stop() == 0
 
     verify = _audit(proc, "verify")
@@ -76,13 +74,12 @@ def test_statements_are_recorded_and_the_chain_verifies(
 def test_scrubbed_text_and_parameters_keep_literals_but_not_secrets(
     tmp_path: Path, postgres_endpoint: PostgresEndpoint, shop_db: tuple[str, SampleSummary]
 ) -> None:
-    proc = BastionProcess(
-        workdir=tmp_path,
-        targets=[shop_target(postgres_endpoint, shop_db[0])],
-        env=upstream_env(postgres_endpoint),
+    with running_shop_bastion(
+        tmp_path,
+        postgres_endpoint,
+        shop_db,
         extra={"audit": {"enabled": True, "statement_text": "scrubbed", "parameters": True}},
-    ).start()
-    try:
+    ) as proc:
         with psycopg.connect(proc.dsn(), autocommit=True) as conn:
             conn.execute(
                 "SELECT count(*) FROM customers WHERE city = 'Lisbon' "
@@ -93,7 +90,6 @@ def test_scrubbed_text_and_parameters_keep_literals_but_not_secrets(
                 (42, "dave.private@example.net"),
             )
         time.sleep(0.5)
-    finally:
         assert proc.stop() == 0
     found = _audit(proc, "search", "--table", "customers", "--json")
     records = [json.loads(line) for line in found.stdout.splitlines() if line.strip()]

@@ -31,11 +31,11 @@ from bastion.demo.sample import SampleSummary
 from bastion.wire.postgres import frontend, startup
 from bastion.wire.postgres.codes import CANCEL_REQUEST_CODE, PROTOCOL_3_0, SSL_REQUEST_CODE
 from bastion.wire.postgres.framing import cstr, frame
-from support.bastion import BastionProcess, free_port
+from support.bastion import BastionProcess, free_port, running_bastion
 from support.rawpg import SCRAM, ErrorReceived, RawConnection, ServerError
 from support.servers import PostgresEndpoint, throwaway_postgres
 
-from .conftest import shop_target, upstream_env
+from .conftest import running_shop_bastion, shop_target, upstream_env
 
 ALICE, ALICE_PASSWORD = "alice", "alice-secret-1"
 AGENT, AGENT_PASSWORD = "agent7", "agent-secret-7"
@@ -184,13 +184,12 @@ def test_brute_force_is_rate_limited_per_address_and_per_user(
     either has `auth_failures_per_minute` recent failures, every attempt through it is refused
     before any password exchange, even with the right password. The tests all run on one
     machine, so other addresses are other loopback addresses (127.0.0.2, ...)."""
-    limited = BastionProcess(
-        workdir=tmp_path,
-        targets=[shop_target(postgres_endpoint, shop_db[0])],
-        env=upstream_env(postgres_endpoint),
+    with running_shop_bastion(
+        tmp_path,
+        postgres_endpoint,
+        shop_db,
         extra={"limits": {"auth_failures_per_minute": 3}},
-    ).start()
-    try:
+    ) as limited:
         with psycopg.connect(limited.dsn(), autocommit=True) as witness:
             for _ in range(3):
                 error = login_error(limited, ALICE, "guess", database="shop")
@@ -213,7 +212,6 @@ def test_brute_force_is_rate_limited_per_address_and_per_user(
                 assert conn.query("SELECT 1").rows == 1
             assert limited.alive
             assert witness.execute("SELECT 1").fetchone() == (1,)
-    finally:
         assert limited.stop() == 0
 
 
@@ -260,12 +258,11 @@ def test_upstream_refusing_bastions_password_leaks_no_secret(
             },
             "tls": "disable",
         }
-        proc = BastionProcess(
-            workdir=tmp_path,
-            targets=[shop_target(postgres_endpoint, shop_db[0]), locked],
+        with running_bastion(
+            tmp_path,
+            [shop_target(postgres_endpoint, shop_db[0]), locked],
             env={**upstream_env(postgres_endpoint), "BASTION_LOCKED_PASSWORD": configured},
-        ).start()
-        try:
+        ) as proc:
             with psycopg.connect(proc.dsn(), autocommit=True) as witness:
                 error = login_error(proc, ALICE, ALICE_PASSWORD, database="locked")
                 refusal = psycopg_refusal(proc.dsn(dbname="locked"))
@@ -284,7 +281,6 @@ def test_upstream_refusing_bastions_password_leaks_no_secret(
                 )
                 assert "password authentication failed" in server.log_tail(200)
                 assert_unharmed(proc, witness)
-        finally:
             assert proc.stop() == 0
 
 
@@ -646,13 +642,12 @@ def test_client_vanishing_after_authentication_leaks_nothing(
     """A client that hangs up while Bastion is still connecting it upstream must not leave a
     server backend or a connection slot behind: with room for three clients, a session and two
     vanished ones must leave room for the next."""
-    proc = BastionProcess(
-        workdir=tmp_path,
-        targets=[shop_target(postgres_endpoint, shop_db[0])],
-        env=upstream_env(postgres_endpoint),
+    with running_shop_bastion(
+        tmp_path,
+        postgres_endpoint,
+        shop_db,
         extra={"limits": {"max_client_connections": 3}},
-    ).start()
-    try:
+    ) as proc:
         with psycopg.connect(proc.dsn(), autocommit=True) as witness:
             name = f"bastion-vanish-{uuid.uuid4().hex[:12]}"
             for _ in range(2):
@@ -669,7 +664,6 @@ def test_client_vanishing_after_authentication_leaks_nothing(
                 time.sleep(0.05)
             assert _backends(direct_dsn, name) == 0, "server backends outlived their clients"
             assert_unharmed(proc, witness)
-    finally:
         assert proc.stop() == 0
 
 
@@ -753,16 +747,14 @@ def impatient(
     shop_db: tuple[str, SampleSummary],
 ) -> Iterator[tuple[BastionProcess, psycopg.Connection]]:
     """A Bastion that gives clients one second to log in, and a session opened before."""
-    proc = BastionProcess(
-        workdir=tmp_path_factory.mktemp("bastion-impatient"),
-        targets=[shop_target(postgres_endpoint, shop_db[0])],
-        env=upstream_env(postgres_endpoint),
+    with running_shop_bastion(
+        tmp_path_factory.mktemp("bastion-impatient"),
+        postgres_endpoint,
+        shop_db,
         extra={"limits": {"startup_timeout_seconds": 1}},
-    ).start()
-    try:
+    ) as proc:
         with psycopg.connect(proc.dsn(), autocommit=True) as witness:
             yield proc, witness
-    finally:
         assert proc.stop() == 0
 
 

@@ -17,7 +17,7 @@ from support.bastion import BastionProcess
 from support.cli import audit_cli
 from support.servers import PostgresEndpoint
 
-from .conftest import shop_target, upstream_env
+from .conftest import running_shop_bastion, shop_target
 
 SELECT_ONLY = """\
 version: 1
@@ -61,13 +61,12 @@ def test_policy_changes_apply_without_a_restart(
 ) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(SELECT_ONLY)
-    proc = BastionProcess(
-        workdir=tmp_path / "bastion",
-        targets=[shop_target(postgres_endpoint, shop_db[0])],
+    with running_shop_bastion(
+        tmp_path / "bastion",
+        postgres_endpoint,
+        shop_db,
         extra={"policy": str(policy), "audit": {"enabled": True}},
-        env=upstream_env(postgres_endpoint),
-    ).start()
-    try:
+    ) as proc:
         with psycopg.connect(proc.dsn(), autocommit=True) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         assert not _show_allowed(proc)
@@ -82,7 +81,6 @@ def test_policy_changes_apply_without_a_restart(
         _write(policy, NOTHING)
         proc.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
         assert _eventually(lambda: not _select_allowed(proc))
-    finally:
         assert proc.stop() == 0
     # Every reload attempt is in the audit record, with the file's digest when it took effect.
     found = audit_cli(proc.data_dir, "search", "--kind", "admin", "--json")

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from bastion.wire.postgres import frontend
-from support.bastion import BastionProcess
+from support.bastion import BastionProcess, running_bastion
 from support.rawpg import RawConnection
 from support.servers import PostgresEndpoint, throwaway_postgres
 
@@ -189,9 +189,9 @@ def test_client_flooding_before_its_session_is_ready_stays_bounded(
     with socket.socket() as mute:
         mute.bind(("127.0.0.1", 0))
         mute.listen(8)  # the kernel completes the handshake; nobody ever answers
-        proc = BastionProcess(
-            workdir=tmp_path,
-            targets=[
+        with running_bastion(
+            tmp_path,
+            [
                 {
                     **_target_on(postgres_endpoint),
                     "name": "mute",
@@ -199,8 +199,7 @@ def test_client_flooding_before_its_session_is_ready_stays_bounded(
                     "connect_timeout_seconds": 2,
                 }
             ],
-        ).start()
-        try:
+        ) as proc:
             peak = PeakMemory(proc)
             with RawConnection.open("127.0.0.1", proc.port) as conn:
                 conn.send_scram_proof(ALICE, ALICE_PASSWORD, database="mute")
@@ -220,7 +219,6 @@ def test_client_flooding_before_its_session_is_ready_stays_bounded(
             assert error.sqlstate == "08006"
             assert growth < 40 * MIB
             assert proc.alive
-        finally:
             assert proc.stop() == 0
 
 
@@ -251,8 +249,7 @@ def _target_on(server: PostgresEndpoint) -> dict[str, object]:
 def test_many_idle_sessions_are_cheap(tmp_path: Path, roomy_postgres: PostgresEndpoint) -> None:
     sessions = 300
     name = f"bastion-idle-{uuid.uuid4().hex[:12]}"
-    proc = BastionProcess(workdir=tmp_path, targets=[_target_on(roomy_postgres)]).start()
-    try:
+    with running_bastion(tmp_path, [_target_on(roomy_postgres)]) as proc:
         dsn = proc.dsn(application_name=name, connect_timeout=10)
         with psycopg.connect(dsn) as first:  # warm up: TLS, SCRAM, upstream, relay
             first.execute("SELECT 1")
@@ -287,7 +284,6 @@ def test_many_idle_sessions_are_cheap(tmp_path: Path, roomy_postgres: PostgresEn
                 time.sleep(0.1)
         assert left == 0, "server backends outlived their closed sessions"
         assert proc.alive
-    finally:
         assert proc.stop() == 0
 
 
@@ -296,12 +292,11 @@ def test_connections_beyond_the_limit_are_refused(
 ) -> None:
     """Clients that connect and say nothing hold a slot only until the startup deadline; while
     they hold every slot, more clients are refused, never queued."""
-    proc = BastionProcess(
-        workdir=tmp_path,
-        targets=[_target_on(roomy_postgres)],
+    with running_bastion(
+        tmp_path,
+        [_target_on(roomy_postgres)],
         extra={"limits": {"max_client_connections": 5, "startup_timeout_seconds": 1}},
-    ).start()
-    try:
+    ) as proc:
         with ExitStack() as stack:
             for _ in range(5):
                 stack.enter_context(RawConnection.open("127.0.0.1", proc.port))
@@ -316,5 +311,4 @@ def test_connections_beyond_the_limit_are_refused(
             with psycopg.connect(proc.dsn(connect_timeout=5)) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
         assert proc.alive
-    finally:
         assert proc.stop() == 0

@@ -40,7 +40,7 @@ from identity.tokens import (
 from support.bastion import BastionProcess, free_port
 from support.servers import PostgresEndpoint
 
-from .conftest import shop_target, upstream_env
+from .conftest import running_shop_bastion
 
 ISSUER_NAME = "corp"
 KID = "corp-2024"
@@ -93,9 +93,10 @@ def token_bastion(
         "audience": AUDIENCE,
         "jwks_file": str(jwks_file),
     }
-    proc = BastionProcess(
-        workdir=workdir,
-        targets=[shop_target(postgres_endpoint, shop_db[0])],
+    with running_shop_bastion(
+        workdir,
+        postgres_endpoint,
+        shop_db,
         port=port,
         extra={
             "listeners": {"postgres": listeners},
@@ -103,12 +104,8 @@ def token_bastion(
             # Every rejection below counts as a failure; the rate limit has its own tests.
             "limits": {"auth_failures_per_minute": 1000},
         },
-        env=upstream_env(postgres_endpoint),
-    ).start()
-    try:
+    ) as proc:
         yield TokenBastion(proc, key, postgres_endpoint.superuser, outside)
-    finally:
-        proc.stop()
 
 
 def _token_dsn(bastion: BastionProcess, user: str, token: str, **params: Any) -> str:
