@@ -44,7 +44,7 @@ from bastion.identity.ratelimit import AuthRateLimiter
 from bastion.identity.users_file import UsersFile
 from bastion.logs import log_writer
 from bastion.masking.bulk import ContentScanner
-from bastion.masking.plan import MaskPlanBuilder
+from bastion.masking.plan import NATIVE_ROWS, MaskPlanBuilder
 from bastion.masking.plan import mask_text as default_mask_text
 from bastion.masking.result_planner import ResultMaskPlanner
 from bastion.masking.tokens import TokenKey
@@ -62,6 +62,7 @@ from bastion.session.tls import (
     upstream_context,
 )
 from bastion.targets.runtime import CredentialRef, TargetRuntime
+from bastion.wire.postgres.framing import skip_messages, skip_messages_in_python
 
 log = logging.getLogger("bastion")
 
@@ -495,7 +496,24 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
             "listening",
             extra={"fields": {"protocol": "postgres", "host": host, "port": port}},
         )
+    missing = missing_native_parts()
+    if missing:
+        log.warning(
+            "running without C extensions: their Python twins are correct but several times"
+            " slower; reinstall Bastion with a C compiler and Python's headers",
+            extra={"fields": {"missing": missing}},
+        )
     return running
+
+
+def missing_native_parts() -> list[str]:
+    """The C extensions this installation lacks (built by `pip install`; see pyproject.toml)."""
+    missing = []
+    if not NATIVE_ROWS:
+        missing.append("bastion.masking._rowmask")
+    if skip_messages is skip_messages_in_python:
+        missing.append("bastion.wire.postgres._walk")
+    return missing
 
 
 async def serve_until_stopped(
