@@ -507,7 +507,7 @@ async def start(config: BastionConfig, data_dir: DataDir) -> RunningBastion:
 
 
 def missing_native_parts() -> list[str]:
-    """The C extensions this installation lacks (built by `pip install`; see pyproject.toml)."""
+    """The C extensions this installation lacks (built by `pip install`; see setup.py)."""
     missing = []
     if not NATIVE_ROWS:
         missing.append("bastion.masking._rowmask")
