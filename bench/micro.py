@@ -87,19 +87,24 @@ def row_description() -> bytes:
     return frame(B_ROW_DESCRIPTION, body)
 
 
-def data_row(i: int) -> bytes:
-    values = [
-        str(i).encode(),
-        f"user{i:05d}.invoice@example.com".encode(),
-        b"4539578763621486",
-        b"customer asked about refund invoice address changed order shipped late",
-        b"order shipped late customer asked",
-        b"2025-03-04 05:06:00+00",
-    ]
+def encode_data_row(values: list[bytes]) -> bytes:
     body = struct.pack("!H", len(values))
     for value in values:
         body += struct.pack("!i", len(value)) + value
     return frame(B_DATA_ROW, body)
+
+
+def data_row(i: int) -> bytes:
+    return encode_data_row(
+        [
+            str(i).encode(),
+            f"user{i:05d}.invoice@example.com".encode(),
+            b"4539578763621486",
+            b"customer asked about refund invoice address changed order shipped late",
+            b"order shipped late customer asked",
+            b"2025-03-04 05:06:00+00",
+        ]
+    )
 
 
 def result_chunk(rows: int = ROWS_PER_CHUNK) -> bytes:
@@ -411,14 +416,8 @@ def _wide_run(rows: int = ROWS_PER_CHUNK) -> memoryview:
     """`rows` DataRows of the benchmark's wide table (one in five hides a secret)."""
     from bench.stack import wide_rows
 
-    messages = []
-    for row in wide_rows(rows):
-        values = [str(value).encode() for value in row]
-        body = struct.pack("!H", len(values))
-        for value in values:
-            body += struct.pack("!i", len(value)) + value
-        messages.append(frame(B_DATA_ROW, body))
-    return memoryview(b"".join(messages))
+    rows_of_values = ([str(value).encode() for value in row] for row in wide_rows(rows))
+    return memoryview(b"".join(encode_data_row(values) for values in rows_of_values))
 
 
 def _mask_loop(native: bool) -> Loop | None:
