@@ -170,6 +170,8 @@ def test_demo_values_are_all_found(scanner: ContentScanner) -> None:
         "password: ****",
         "password=null",
         "mailto: nobody at example dot com",
+        "follow @example.com and @shop.example.org",  # an @ with no local part before it
+        "reply to .@example.com or -@example.com",
         "AKIA is a prefix, AKIAshort too",
         "ghp_tooshort",
         "Bearer of bad news",

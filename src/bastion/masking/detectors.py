@@ -59,7 +59,10 @@ DEFAULT_DETECTORS: Final[tuple[Detector, ...]] = (
     Detector(
         "email",
         _C.EMAIL,
-        rb"[A-Za-z0-9_%+-]@[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2}",
+        # From the `@` on: confirm_email reads the local part leftwards itself, and a pattern
+        # that starts with a literal scans about four times faster than one starting with a
+        # class of 66 bytes (it was the costliest of all the detectors).
+        rb"@[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2}",
         candidates.confirm_email,
         examples=("ava.garcia1@example.com", "first.last+tag@mail.example.org"),
     ),
