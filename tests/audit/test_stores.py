@@ -13,7 +13,7 @@ from bastion.audit import postgres_store, sqlite_store
 from bastion.audit.errors import AuditStoreError, ChainConflict
 from bastion.audit.keys import AuditSigner
 from bastion.audit.postgres_store import PostgresAuditStore
-from bastion.audit.record import EMPTY_HEAD, GENESIS_HASH, ChainHead, chain_record
+from bastion.audit.record import EMPTY_HEAD, GENESIS_HASH, AuditRecord, ChainHead, chain_record
 from bastion.audit.sqlite_store import SQLiteAuditStore
 from bastion.audit.store import PAGE_SIZE, Durability, open_store
 
@@ -50,6 +50,25 @@ def test_iteration_pages_through_large_stores(any_store: StoreCase) -> None:
     seqs = [record.seq for record in any_store.store.iterate()]
     assert seqs == list(range(1, count + 1))
     assert [r.seq for r in any_store.store.iterate(from_seq=count - 1)] == [count - 1, count]
+
+
+@pytest.mark.parametrize("sizes", [(1, 3, 4, 5, 17), (64, 65, 150), (85, 1, 500)])
+def test_batches_of_any_size_are_stored_whole_and_in_order(
+    any_store: StoreCase, sizes: tuple[int, ...]
+) -> None:
+    # The SQLite store writes a batch as INSERTs of 64, 16, 4 and 1 rows: every remainder
+    # must land, in order, with its searchable columns.
+    store = any_store.store
+    appended: list[AuditRecord] = []
+    for size in sizes:
+        appended += build_chain(store, None, size, start=BASE_TS + timedelta(days=len(appended)))
+    assert list(store.iterate()) == appended
+    assert [r.seq for r in appended] == list(range(1, sum(sizes) + 1))
+    bob = [r for r in appended if r.payload["user"] == "bob"]
+    assert store.search(user="bob") == bob
+    assert store.search(table="invoices") == [
+        r for r in appended if r.payload["target"] == "billing"
+    ]
 
 
 def test_search_filters(any_store: StoreCase, signer: AuditSigner) -> None:

@@ -127,11 +127,7 @@ class SQLiteAuditStore:
                 first = records[0]
                 if first.seq != seq + 1 or first.prev_hash != hash:
                     raise ChainConflict(int(seq), str(hash))
-                conn.executemany(
-                    "INSERT INTO records (seq, ts_us, kind, username, target, decision, rule, "
-                    "tables, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                _insert_rows(conn, rows)
                 conn.execute(
                     "UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1",
                     (records[-1].seq, records[-1].hash),
@@ -227,6 +223,31 @@ class SQLiteAuditStore:
 
     def _all(self, sql: str, params: tuple[Any, ...]) -> list[AuditRecord]:
         return self._db.run(lambda conn: [_record(row) for row in conn.execute(sql, params)])
+
+
+_INSERT = (
+    "INSERT INTO records (seq, ts_us, kind, username, target, decision, rule, tables, payload,"
+    " prev_hash, hash) VALUES "
+)
+_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Rows per INSERT, largest first. sqlite3 lets go of the interpreter lock around every step of
+# a statement, so `executemany` gave the lock up and took it back once per record, each time
+# waiting for the event loop to yield it. A few statements of many rows each step once. Four
+# sizes keep the statement texts few (sqlite3 caches them) and the parameters of the largest
+# (11 x 64) under SQLite's oldest limit of 999.
+_CHUNK_SIZES = (64, 16, 4, 1)
+_INSERTS = {size: _INSERT + ", ".join([_ROW_PLACEHOLDERS] * size) for size in _CHUNK_SIZES}
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """INSERT `rows` (each one record's 11 column values) in as few statements as it takes."""
+    done = 0
+    for size in _CHUNK_SIZES:
+        sql = _INSERTS[size]
+        while len(rows) - done >= size:
+            chunk = rows[done : done + size]
+            conn.execute(sql, [value for row in chunk for value in row])
+            done += size
 
 
 def _decode_text(data: bytes) -> str:
