@@ -1,7 +1,7 @@
-"""The build of Bastion's two C extensions; everything else is declared in pyproject.toml.
+"""The build of Bastion's C extensions; everything else is declared in pyproject.toml.
 
-Both use nothing but Python's C API: the masked-row rewriter and the relay's walk over message
-boundaries. Building Bastion therefore needs a C compiler and Python's headers.
+All use nothing but Python's C API: the masked-row rewriter, the commonest detector checks, and
+the relay's walk over message boundaries. Building Bastion therefore needs a C compiler and Python's headers.
 """
 
 from setuptools import Extension, setup
@@ -13,6 +13,11 @@ setup(
         Extension(
             "bastion.masking._rowmask",
             ["src/bastion/masking/_rowmask.c"],
+            extra_compile_args=FLAGS,
+        ),
+        Extension(
+            "bastion.masking._confirm",
+            ["src/bastion/masking/_confirm.c"],
             extra_compile_args=FLAGS,
         ),
         Extension(

@@ -44,6 +44,7 @@ from bastion.identity.ratelimit import AuthRateLimiter
 from bastion.identity.users_file import UsersFile
 from bastion.logs import log_writer
 from bastion.masking.bulk import ContentScanner
+from bastion.masking.candidates import NATIVE_CONFIRM
 from bastion.masking.plan import NATIVE_ROWS, MaskPlanBuilder
 from bastion.masking.plan import mask_text as default_mask_text
 from bastion.masking.result_planner import ResultMaskPlanner
@@ -511,6 +512,8 @@ def missing_native_parts() -> list[str]:
     missing = []
     if not NATIVE_ROWS:
         missing.append("bastion.masking._rowmask")
+    if not NATIVE_CONFIRM:
+        missing.append("bastion.masking._confirm")
     if skip_messages is skip_messages_in_python:
         missing.append("bastion.wire.postgres._walk")
     return missing

@@ -6,6 +6,11 @@ a minimal match over the rest of its token, keyword-anchored values (`password=.
 per-kind checks that call `validators`. Each function reads a few bytes around the candidate in
 the scan buffer, never past a NUL (the separator between values), and runs no regular
 expression.
+
+The commonest checks in free text, e-mail addresses and prefixed tokens, also exist in C
+(`bastion.masking._confirm`): `email()`, `token()` and `fixed()` return the C check when it is
+built and the Python one otherwise (or with `native=False`). The Python functions are the
+reference; a property test holds the two to the same answers.
 """
 
 from __future__ import annotations
@@ -15,6 +20,13 @@ from typing import Final
 
 from bastion.masking import validators
 from bastion.masking.validators import ALNUM, DIGITS, WORD, digits_of
+
+try:
+    from bastion.masking import _confirm
+except ImportError:  # built by `pip install`; the Python checks below are the same
+    _confirm = None  # type: ignore[assignment]
+
+NATIVE_CONFIRM: Final = _confirm is not None
 
 # Confirm a candidate: (buffer, start, end) -> the exact span to mask, or None. The buffer may
 # hold several values separated by NUL bytes; no confirm function ever crosses a NUL.
@@ -102,6 +114,18 @@ def confirm_email(buf: bytes, start: int, end: int) -> tuple[int, int] | None:
     if not validators.email_valid(buf[left:at], buf[at + 1 : right]):
         return None
     return left, right
+
+
+def email(*, native: bool = True) -> Confirm:
+    """The e-mail check: `confirm_email`, in C when that is built (and `native`)."""
+    if native and _confirm is not None:
+        return _confirm.email
+    return confirm_email
+
+
+def _table(allowed: frozenset[int]) -> bytes:
+    """A set of bytes as the 256-byte table the C checks take."""
+    return bytes(1 if byte in allowed else 0 for byte in range(256))
 
 
 # -- payment cards ---------------------------------------------------------------------------
@@ -274,9 +298,13 @@ def token(
     limit: int = 256,
     boundary: frozenset[int] = ALNUM,
     check: Callable[[bytes], bool] | None = None,
+    native: bool = True,
 ) -> Confirm:
     """Confirm a prefixed token: a word boundary before it, then as many `allowed` bytes as
-    follow (the pattern matched only the minimum length)."""
+    follow (the pattern matched only the minimum length). In C when that is built, `native`
+    and there is no `check`."""
+    if native and check is None and _confirm is not None:
+        return _confirm.Token(_table(allowed), _table(boundary), limit)
 
     def confirm(buf: bytes, start: int, end: int) -> tuple[int, int] | None:
         if not _starts_word(buf, start, boundary):
@@ -289,8 +317,11 @@ def token(
     return confirm
 
 
-def fixed(boundary: frozenset[int] = ALNUM) -> Confirm:
-    """Confirm a fixed-length token that must stand alone."""
+def fixed(boundary: frozenset[int] = ALNUM, *, native: bool = True) -> Confirm:
+    """Confirm a fixed-length token that must stand alone (in C when built and `native`)."""
+    if native and _confirm is not None:
+        table = _table(boundary)
+        return _confirm.Token(table, table, 0, fixed=True)
 
     def confirm(buf: bytes, start: int, end: int) -> tuple[int, int] | None:
         if _starts_word(buf, start, boundary) and _ends_word(buf, end, boundary):

@@ -1,0 +1,9 @@
+"""Types of the C extension `_confirm.c` (the commonest detector checks of `candidates`)."""
+
+def email(buf: bytes, start: int, end: int, /) -> tuple[int, int] | None: ...
+
+class Token:
+    def __init__(
+        self, allowed: bytes, boundary: bytes, limit: int, *, fixed: bool = False
+    ) -> None: ...
+    def __call__(self, buf: bytes, start: int, end: int, /) -> tuple[int, int] | None: ...
