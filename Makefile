@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-fast lint typecheck check bench bench-quick soak clean
 
-$(STAMP): pyproject.toml setup.py src/bastion/masking/_rowmask.c src/bastion/masking/_confirm.c src/bastion/wire/postgres/_walk.c
+$(STAMP): pyproject.toml setup.py src/bastion/masking/_rowmask.c src/bastion/masking/_confirm.c src/bastion/masking/_spans.c src/bastion/wire/postgres/_walk.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Bastion needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

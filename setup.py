@@ -1,7 +1,8 @@
 """The build of Bastion's C extensions; everything else is declared in pyproject.toml.
 
-All use nothing but Python's C API: the masked-row rewriter, the commonest detector checks, and
-the relay's walk over message boundaries. Building Bastion therefore needs a C compiler and Python's headers.
+All use nothing but Python's C API: the masked-row rewriter, the commonest detector checks, the
+rewrite of findings inside text values, and the relay's walk over message boundaries. Building
+Bastion therefore needs a C compiler and Python's headers.
 """
 
 from setuptools import Extension, setup
@@ -18,6 +19,11 @@ setup(
         Extension(
             "bastion.masking._confirm",
             ["src/bastion/masking/_confirm.c"],
+            extra_compile_args=FLAGS,
+        ),
+        Extension(
+            "bastion.masking._spans",
+            ["src/bastion/masking/_spans.c"],
             extra_compile_args=FLAGS,
         ),
         Extension(

@@ -15,9 +15,11 @@ def test_this_build_has_every_c_extension() -> None:
 def test_a_missing_extension_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app, "NATIVE_ROWS", False)
     monkeypatch.setattr(app, "NATIVE_CONFIRM", False)
+    monkeypatch.setattr(app, "NATIVE_SPANS", False)
     monkeypatch.setattr(app, "skip_messages", framing.skip_messages_in_python)
     assert app.missing_native_parts() == [
         "bastion.masking._rowmask",
         "bastion.masking._confirm",
+        "bastion.masking._spans",
         "bastion.wire.postgres._walk",
     ]

@@ -48,6 +48,7 @@ from bastion.masking.candidates import NATIVE_CONFIRM
 from bastion.masking.plan import NATIVE_ROWS, MaskPlanBuilder
 from bastion.masking.plan import mask_text as default_mask_text
 from bastion.masking.result_planner import ResultMaskPlanner
+from bastion.masking.spans import NATIVE_SPANS
 from bastion.masking.tokens import TokenKey
 from bastion.observability.metrics import BastionMetrics, MetricsSink
 from bastion.pipeline.stages import PglastAnalyzer
@@ -514,6 +515,8 @@ def missing_native_parts() -> list[str]:
         missing.append("bastion.masking._rowmask")
     if not NATIVE_CONFIRM:
         missing.append("bastion.masking._confirm")
+    if not NATIVE_SPANS:
+        missing.append("bastion.masking._spans")
     if skip_messages is skip_messages_in_python:
         missing.append("bastion.wire.postgres._walk")
     return missing

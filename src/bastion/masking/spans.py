@@ -7,6 +7,10 @@ its byte length and character count: a char(n) stays n characters, a varchar(n) 
 binary structures around the text (array and record lengths) stay right, and a JSON document
 stays valid (a span inside a JSON number gets digits, not asterisks). Only the `null` strategy
 changes the value's shape: the whole value becomes NULL.
+
+Values that are not JSON documents, with findings whose strategies are `redact` or `partial`
+(the defaults of every class), are rewritten by `bastion.masking._spans` in C when it is built;
+this module's Python is the reference for those and does everything else.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ from bastion.masking.bulk import Finding, resolve_overlaps
 from bastion.masking.classes import CLASS_SPECS, SensitiveClass, Strategy
 from bastion.masking.tokens import HASH_NEEDS_KEY, TokenKey
 from bastion.masking.validators import ALNUM
+
+try:
+    from bastion.masking import _spans
+except ImportError:  # built by `pip install`; the Python below does the same
+    _spans = None  # type: ignore[assignment]
+
+NATIVE_SPANS: Final = _spans is not None
 
 MASK: Final = 0x2A  # *
 NUMBER_MASK: Final = 0x39  # 9: a masked digit inside a JSON number must stay a digit
@@ -66,12 +77,31 @@ class SpanMasker:
         self,
         strategies: Mapping[SensitiveClass, Strategy] | None = None,
         key: TokenKey | None = None,
+        *,
+        native: bool = True,
     ) -> None:
         self._strategies = {c: spec.default for c, spec in CLASS_SPECS.items()}
         self._strategies.update(strategies or {})
         if key is None and Strategy.HASH in self._strategies.values():
             raise ConfigError(HASH_NEEDS_KEY)
         self._key = key
+        # Per class, what the C rewrite does for it: (operation, keep_first, keep_last).
+        self._native_operations: dict[SensitiveClass, tuple[int, int, int]] | None = None
+        if native and _spans is not None:
+            self._native_operations = self._span_operations()
+
+    def _span_operations(self) -> dict[SensitiveClass, tuple[int, int, int]]:
+        assert _spans is not None
+        operations: dict[SensitiveClass, tuple[int, int, int]] = {}
+        for sensitive_class, strategy in self._strategies.items():
+            spec = CLASS_SPECS[sensitive_class]
+            if strategy is Strategy.REDACT:
+                operations[sensitive_class] = (_spans.REDACT, 0, 0)
+            elif strategy is Strategy.PARTIAL:
+                email = sensitive_class is SensitiveClass.EMAIL
+                operation = _spans.EMAIL if email else _spans.KEEP
+                operations[sensitive_class] = (operation, spec.keep_first, spec.keep_last)
+        return operations
 
     def strategy(self, sensitive_class: SensitiveClass) -> Strategy:
         return self._strategies[sensitive_class]
@@ -83,9 +113,21 @@ class SpanMasker:
 
         `json`: the value is a JSON document (json, or jsonb after its version byte), whose
         numbers must stay numbers."""
+        ordered = resolve_overlaps(findings) if len(findings) > 1 else findings
+        operations = self._native_operations
+        if operations is not None and not json:
+            spans = []
+            for finding in ordered:
+                operation = operations.get(finding.sensitive_class)
+                if operation is None:  # hash or null: the Python below
+                    break
+                spans.append((finding.start + finding.kept_prefix, finding.end, *operation))
+            else:
+                assert _spans is not None
+                return _spans.mask(value, spans)
         out = bytearray(value)
         read_to, in_string = 0, False
-        for finding in resolve_overlaps(findings) if len(findings) > 1 else findings:
+        for finding in ordered:
             strategy = self._strategies[finding.sensitive_class]
             if strategy is Strategy.NULL:
                 return None
