@@ -91,3 +91,12 @@ def test_bad_spans_are_refused() -> None:
     with pytest.raises(TypeError):
         _spans.mask(b"abc", [(0, 1)])
     assert _spans.mask(b"a-b", []) == b"a-b"
+
+
+def test_a_one_byte_value_is_masked_in_a_copy_of_its_own() -> None:
+    # CPython shares one bytes object per single byte; masking must never write into it.
+    from bastion.masking import _spans
+
+    assert _spans.mask(b"q", [(0, 1, _spans.REDACT, 0, 0)]) == b"*"
+    assert bytes([0x71]) == b"q"
+    assert b"q".decode() == "q"

@@ -169,13 +169,17 @@ static PyObject *spans_mask(PyObject *module, PyObject *const *args, Py_ssize_t 
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    PyObject *result = PyBytes_FromStringAndSize(view.buf, view.len);
+    /* A new object to write into: with a source, CPython hands out its shared one-byte bytes
+     * objects, and writing into one of those would change that byte everywhere. */
     Py_ssize_t size = view.len;
-    PyBuffer_Release(&view);
+    PyObject *result = PyBytes_FromStringAndSize(NULL, size);
     if (result == NULL) {
+        PyBuffer_Release(&view);
         return NULL;
     }
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    memcpy(out, view.buf, (size_t)size);
+    PyBuffer_Release(&view);
     unsigned char *protected = NULL;
     Py_ssize_t capacity = 0;
     PyObject *spans = args[1];
