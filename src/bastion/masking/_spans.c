@@ -184,7 +184,11 @@ static PyObject *spans_mask(PyObject *module, PyObject *const *args, Py_ssize_t 
     Py_ssize_t capacity = 0;
     PyObject *spans = args[1];
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(spans); i++) {
-        if (apply_span(out, size, PyList_GET_ITEM(spans, i), &protected, &capacity) < 0) {
+        /* Held while read: reading its numbers may run Python code that changes the list. */
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(spans, i));
+        int failed = apply_span(out, size, item, &protected, &capacity) < 0;
+        Py_DECREF(item);
+        if (failed) {
             PyMem_Free(protected);
             Py_DECREF(result);
             return NULL;
