@@ -117,7 +117,7 @@ static int email_valid(const unsigned char *local, Py_ssize_t local_length,
     if (!only(local, local_length, LOCAL_PART)) {
         return 0;
     }
-    Py_ssize_t labels = 0, label_start = 0;
+    Py_ssize_t labels = 0, label_start = 0, tld_start = 0;
     for (Py_ssize_t i = 0; i <= domain_length; i++) {
         if (i < domain_length && domain[i] != '.') {
             continue;
@@ -131,15 +131,11 @@ static int email_valid(const unsigned char *local, Py_ssize_t local_length,
             return 0;
         }
         labels++;
+        tld_start = label_start;
         label_start = i + 1;
     }
     if (labels < 2) {
         return 0;
-    }
-    /* The last label (the loop left label_start just past the domain). */
-    Py_ssize_t tld_start = domain_length;
-    while (tld_start > 0 && domain[tld_start - 1] != '.') {
-        tld_start--;
     }
     const unsigned char *tld = domain + tld_start;
     Py_ssize_t tld_length = domain_length - tld_start;
